@@ -1,0 +1,105 @@
+"""dispatchsim: PyTorch's dispatcher, rebuilt in Python on numpy tensors.
+
+``import dispatch`` gives tensors, the operator registry and the dispatcher;
+it loads the standard operator set (``kernels``) on import.
+"""
+
+from __future__ import annotations
+
+from dispatch.dispatcher import OpOverload, OpOverloadPacket, ops, redispatch
+from dispatch.dispatcher import dispatcher as _registry
+from dispatch.dtypes import DType, bool_, float16, float32, float64, int32, int64
+from dispatch.factories import (
+    arange,
+    empty,
+    full,
+    manual_seed,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from dispatch.keys import DispatchKey
+from dispatch.keyset import (
+    DispatchKeySet,
+    after_ADInplaceOrView_keyset,
+    after_autograd_keyset,
+    autograd_dispatch_keyset,
+    autograd_dispatch_keyset_with_ADInplaceOrView,
+    default_excluded_set,
+    default_included_set,
+    get_runtime_dispatch_keyset,
+)
+from dispatch.library import Library
+from dispatch.operator import fallthrough_kernel
+from dispatch.schema import FunctionSchema, SchemaParseError, parse_schema
+from dispatch.tensorimpl import CreationMeta, Device, Size, Tensor
+from dispatch.tls import LocalDispatchKeySet, tls_local_dispatch_key_set
+
+bool = bool_  # noqa: A001  torch.bool
+float = float32  # noqa: A001  torch.float
+double = float64
+long = int64
+
+__all__ = [
+    "CreationMeta",
+    "DType",
+    "Device",
+    "DispatchKey",
+    "DispatchKeySet",
+    "FunctionSchema",
+    "Library",
+    "LocalDispatchKeySet",
+    "OpOverload",
+    "OpOverloadPacket",
+    "SchemaParseError",
+    "Size",
+    "Tensor",
+    "after_ADInplaceOrView_keyset",
+    "after_autograd_keyset",
+    "arange",
+    "autograd_dispatch_keyset",
+    "autograd_dispatch_keyset_with_ADInplaceOrView",
+    "bool_",
+    "default_excluded_set",
+    "default_included_set",
+    "double",
+    "dump_table",
+    "empty",
+    "fallthrough_kernel",
+    "float16",
+    "float32",
+    "float64",
+    "full",
+    "get_runtime_dispatch_keyset",
+    "int32",
+    "int64",
+    "long",
+    "manual_seed",
+    "ones",
+    "ones_like",
+    "ops",
+    "parse_schema",
+    "rand",
+    "randn",
+    "redispatch",
+    "tensor",
+    "tls_local_dispatch_key_set",
+    "zeros",
+    "zeros_like",
+]
+
+
+def dump_table(op: str | OpOverload) -> str:
+    """``torch._C._dispatch_dump_table``: per runtime key, the kernel and where it came from."""
+    entry = op.entry if isinstance(op, OpOverload) else _registry.find_schema(op)
+    return entry.dump_table()
+
+
+# The one place `dispatch` loads the standard operator set.
+import kernels as _kernels  # noqa: E402
+
+_kernels.load()

@@ -1,0 +1,816 @@
+"""Tensors: mirrors ``c10::TensorImpl`` with its ``VariableVersion`` and the
+autograd metadata of ``torch::autograd::AutogradMeta`` / ``DifferentiableViewMeta``
+(c10/core/TensorImpl.h, torch/csrc/autograd/variable.h).
+
+A :class:`Tensor` is a numpy array plus a raw dispatch key set, a shared
+version counter and view/autograd metadata. Its methods only bind arguments
+and call operators: what a call *does* is decided by the keys that run.
+
+Allocation follows ``TensorImpl``'s constructor: a non-view tensor allocated
+while inference mode is on gets only its backend key and no version counter
+(an *inference tensor*); otherwise it also gets ADInplaceOrView and its
+backend's autograd key, and a version counter starting at 0.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from dispatch import dispatcher as _d
+from dispatch import dtypes as _dt
+from dispatch.dtypes import DType
+from dispatch.keys import AUTOGRAD_KEY_FOR_BACKEND, DEVICE_BACKEND, DispatchKey
+from dispatch.keyset import RAW_ADINPLACEORVIEW, RAW_AUTOGRAD, DispatchKeySet
+from dispatch.tls import state as _tls
+
+if TYPE_CHECKING:
+    from dispatch.operator import OperatorEntry
+
+__all__ = ["CreationMeta", "Device", "Size", "Tensor", "VersionCounter"]
+
+
+class VersionCounter:
+    """``c10::VariableVersion``: one counter shared by a tensor, its views and detach()es."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, version: int = 0) -> None:
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"VersionCounter({self.version})"
+
+
+class CreationMeta(enum.IntEnum):
+    """``torch::autograd::CreationMeta``: how a view was made, which decides
+    whether it may later be modified in place."""
+
+    DEFAULT = 0
+    IN_CUSTOM_FUNCTION = 1
+    MULTI_OUTPUT_NODE = 2
+    NO_GRAD_MODE = 3
+    INFERENCE_MODE = 4
+
+
+class Size(tuple[int, ...]):
+    """``torch.Size``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"dispatch.Size([{', '.join(str(d) for d in self)}])"
+
+    def numel(self) -> int:
+        return math.prod(self)
+
+
+class Device:
+    """``torch.device``: compares equal to its type string."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, type: str | Device) -> None:
+        t = type.type if isinstance(type, Device) else str(type).split(":")[0]
+        if t not in DEVICE_BACKEND:
+            raise RuntimeError(
+                f"Expected one of cpu, meta device type at start of device string: {type}"
+            )
+        object.__setattr__(self, "type", t)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Device):
+            return self.type == other.type
+        if isinstance(other, str):
+            return self.type == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}')"
+
+    def __str__(self) -> str:
+        return self.type
+
+
+_CPU_BIT: Final = DispatchKey.CPU.bit
+_META_BIT: Final = DispatchKey.Meta.bit
+_NORMAL_CPU: Final = _CPU_BIT | RAW_ADINPLACEORVIEW | DispatchKey.AutogradCPU.bit
+_NORMAL_META: Final = _META_BIT | RAW_ADINPLACEORVIEW | DispatchKey.AutogradMeta.bit
+_AUTOGRAD_RELATED: Final = RAW_AUTOGRAD | RAW_ADINPLACEORVIEW
+
+
+class Tensor:
+    """A tensor over a numpy array (see the module docstring)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_base",
+        "_creation_meta",
+        "_data",
+        "_grad",
+        "_grad_accumulator",
+        "_grad_fn",
+        "_is_wrapped_number",
+        "_keys",
+        "_output_nr",
+        "_requires_grad",
+        "_retains_grad",
+        "_version_counter",
+        "_view_output_nr",
+    )
+
+    _data: np.ndarray[Any, Any]
+    _keys: int
+    _version_counter: VersionCounter | None
+    _base: Tensor | None
+    _creation_meta: CreationMeta
+    _requires_grad: bool
+    _grad: Tensor | None
+    _grad_fn: Any
+    _grad_accumulator: Any
+    _output_nr: int
+    _retains_grad: bool
+    _is_wrapped_number: bool
+    _view_output_nr: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError(
+            "dispatch.Tensor is not constructed directly; use dispatch.tensor(data), "
+            "dispatch.ones(...), dispatch.empty(...)"
+        )
+
+    # -- construction (allocation) --------------------------------------------------------
+    @classmethod
+    def _make(cls, data: np.ndarray[Any, Any], keys: int, vc: VersionCounter | None) -> Tensor:
+        t = object.__new__(cls)
+        t._data = data
+        t._keys = keys
+        t._version_counter = vc
+        t._base = None
+        t._creation_meta = CreationMeta.DEFAULT
+        t._requires_grad = False
+        t._grad = None
+        t._grad_fn = None
+        t._grad_accumulator = None
+        t._output_nr = 0
+        t._retains_grad = False
+        t._is_wrapped_number = False
+        t._view_output_nr = 0
+        return t
+
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def key_set(self) -> DispatchKeySet:
+        return DispatchKeySet.from_raw(self._keys)
+
+    @property
+    def device(self) -> Device:
+        return Device("meta" if self._keys & _META_BIT else "cpu")
+
+    @property
+    def is_meta(self) -> bool:
+        return bool(self._keys & _META_BIT)
+
+    @property
+    def is_cpu(self) -> bool:
+        return not self._keys & _META_BIT
+
+    @property
+    def dtype(self) -> DType:
+        return _dt.from_numpy(self._data.dtype)
+
+    @property
+    def shape(self) -> Size:
+        return Size(self._data.shape)
+
+    def size(self, dim: int | None = None) -> Any:
+        if dim is None:
+            return Size(self._data.shape)
+        return self._data.shape[_wrap_dim(dim, self._data.ndim)]
+
+    def stride(self, dim: int | None = None) -> Any:
+        item = self._data.itemsize
+        strides = tuple(s // item for s in self._data.strides)
+        return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def nelement(self) -> int:
+        return int(self._data.size)
+
+    def element_size(self) -> int:
+        return int(self._data.itemsize)
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def is_contiguous(self) -> bool:
+        return bool(self._data.flags["C_CONTIGUOUS"])
+
+    def __len__(self) -> int:
+        if self._data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return int(self._data.shape[0])
+
+    # -- inference / versions / views -----------------------------------------------------
+    def is_inference(self) -> bool:
+        """``TensorImpl::is_inference``: carries neither ADInplaceOrView nor an autograd key."""
+        return not self._keys & _AUTOGRAD_RELATED
+
+    @property
+    def _version(self) -> int:
+        vc = self._version_counter
+        if vc is None:
+            raise RuntimeError("Inference tensors do not track version counter.")
+        return vc.version
+
+    def _is_view(self) -> bool:
+        return self._base is not None
+
+    # -- autograd metadata (the Autograd key gives these their meaning) ---------------------
+    @property
+    def requires_grad(self) -> bool:
+        if self._requires_grad or self._grad_fn is not None:
+            return True
+        base = self._base
+        return base is not None and base.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.is_inference() and not _tls.inference_mode:
+            raise RuntimeError(
+                "Setting requires_grad=True on inference tensor outside InferenceMode is not allowed."
+            )
+        if not self.is_leaf:
+            if requires_grad:
+                return self
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach()."
+            )
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad_fn(self) -> Any:
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def grad(self) -> Tensor | None:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | None) -> None:
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+        self._grad = value
+
+    @property
+    def output_nr(self) -> int:
+        return self._output_nr
+
+    # -- conversion -----------------------------------------------------------------------
+    def numpy(self) -> np.ndarray[Any, Any]:
+        if self.requires_grad:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
+            )
+        if self.is_meta:
+            raise RuntimeError("Can't call numpy() on Tensor that has no storage (device='meta').")
+        return self._data
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._data.size} elements cannot be converted to Scalar"
+            )
+        if self.is_meta:
+            raise RuntimeError("Tensor.item() cannot be called on meta tensors")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        if self.is_meta:
+            raise RuntimeError("Tensor.tolist() cannot be called on meta tensors")
+        return self._data.tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with more than one value is ambiguous"
+            )
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.is_floating_point or self._data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __iter__(self) -> Iterator[Tensor]:
+        if self._data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __repr__(self) -> str:
+        from dispatch._format import tensor_repr
+
+        return tensor_repr(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray[Any, Any]:
+        a = self.detach().numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    # -- pointwise arithmetic ---------------------------------------------------------------
+    def add(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _call("add.Tensor", (self, _w(other), alpha))
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _call("add_.Tensor", (self, _w(other), alpha))
+
+    def sub(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _call("sub.Tensor", (self, _w(other), alpha))
+
+    def sub_(self, other: Any, *, alpha: Any = 1) -> Tensor:
+        return _call("sub_.Tensor", (self, _w(other), alpha))
+
+    def mul(self, other: Any) -> Tensor:
+        return _call("mul.Tensor", (self, _w(other)))
+
+    def mul_(self, other: Any) -> Tensor:
+        return _call("mul_.Tensor", (self, _w(other)))
+
+    def div(self, other: Any) -> Tensor:
+        return _call("div.Tensor", (self, _w(other)))
+
+    def div_(self, other: Any) -> Tensor:
+        return _call("div_.Tensor", (self, _w(other)))
+
+    def pow(self, exponent: Any) -> Tensor:
+        if isinstance(exponent, Tensor):
+            return _call("pow.Tensor_Tensor", (self, exponent))
+        return _call("pow.Tensor_Scalar", (self, _scalar(exponent)))
+
+    def pow_(self, exponent: Any) -> Tensor:
+        if isinstance(exponent, Tensor):
+            return _call("pow_.Tensor", (self, exponent))
+        return _call("pow_.Scalar", (self, _scalar(exponent)))
+
+    def neg(self) -> Tensor:
+        return _call("neg", (self,))
+
+    def neg_(self) -> Tensor:
+        return _call("neg_", (self,))
+
+    def exp(self) -> Tensor:
+        return _call("exp", (self,))
+
+    def exp_(self) -> Tensor:
+        return _call("exp_", (self,))
+
+    def log(self) -> Tensor:
+        return _call("log", (self,))
+
+    def sin(self) -> Tensor:
+        return _call("sin", (self,))
+
+    def cos(self) -> Tensor:
+        return _call("cos", (self,))
+
+    def relu(self) -> Tensor:
+        return _call("relu", (self,))
+
+    def relu_(self) -> Tensor:
+        return _call("relu_", (self,))
+
+    def sigmoid(self) -> Tensor:
+        return _call("sigmoid", (self,))
+
+    def tanh(self) -> Tensor:
+        return _call("tanh", (self,))
+
+    def eq(self, other: Any) -> Tensor:
+        return _call("eq.Tensor", (self, _w(other)))
+
+    def ne(self, other: Any) -> Tensor:
+        return _call("ne.Tensor", (self, _w(other)))
+
+    def lt(self, other: Any) -> Tensor:
+        return _call("lt.Tensor", (self, _w(other)))
+
+    def le(self, other: Any) -> Tensor:
+        return _call("le.Tensor", (self, _w(other)))
+
+    def gt(self, other: Any) -> Tensor:
+        return _call("gt.Tensor", (self, _w(other)))
+
+    def ge(self, other: Any) -> Tensor:
+        return _call("ge.Tensor", (self, _w(other)))
+
+    # -- reductions / linear algebra ----------------------------------------------------------
+    def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
+        if dim is None and not keepdim:
+            return _call("sum", (self, dtype))
+        return _call("sum.dim_IntList", (self, _dims(dim), keepdim, dtype))
+
+    def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
+        if dim is None and not keepdim:
+            return _call("mean", (self, dtype))
+        return _call("mean.dim", (self, _dims(dim), keepdim, dtype))
+
+    def matmul(self, other: Tensor) -> Tensor:
+        return _call("matmul", (self, other))
+
+    def mm(self, mat2: Tensor) -> Tensor:
+        return _call("mm", (self, mat2))
+
+    def mv(self, vec: Tensor) -> Tensor:
+        return _call("mv", (self, vec))
+
+    def dot(self, other: Tensor) -> Tensor:
+        return _call("dot", (self, other))
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        return _call("bmm", (self, mat2))
+
+    # -- copies ---------------------------------------------------------------------------------
+    def clone(self, *, memory_format: Any = None) -> Tensor:
+        return _call("clone", (self, memory_format))
+
+    def contiguous(self, memory_format: Any = "contiguous_format") -> Tensor:
+        return _call("contiguous", (self, memory_format))
+
+    def detach(self) -> Tensor:
+        return _call("detach", (self,))
+
+    def detach_(self) -> Tensor:
+        return _call("detach_", (self,))
+
+    def copy_(self, src: Any, non_blocking: bool = False) -> Tensor:
+        return _call("copy_", (self, _w(src), non_blocking))
+
+    def zero_(self) -> Tensor:
+        return _call("zero_", (self,))
+
+    def fill_(self, value: Any) -> Tensor:
+        if isinstance(value, Tensor):
+            return _call("fill_.Tensor", (self, value))
+        return _call("fill_.Scalar", (self, _scalar(value)))
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        dtype = kwargs.pop("dtype", None)
+        device = kwargs.pop("device", None)
+        for a in args:
+            if isinstance(a, DType):
+                dtype = a
+            elif isinstance(a, str | Device):
+                device = a
+            else:
+                raise TypeError(f"to() received an invalid argument {a!r}")
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+        same_dtype = dtype is None or dtype == self.dtype
+        same_device = device is None or Device(device) == self.device
+        if same_dtype and same_device:
+            return self
+        return _call(
+            "_to_copy",
+            (self, dtype, None, None if device is None else str(Device(device)), None, False, None),
+        )
+
+    def float(self) -> Tensor:
+        return self.to(_dt.float32)
+
+    def double(self) -> Tensor:
+        return self.to(_dt.float64)
+
+    def long(self) -> Tensor:
+        return self.to(_dt.int64)
+
+    def bool(self) -> Tensor:
+        return self.to(_dt.bool_)
+
+    # -- views ----------------------------------------------------------------------------------
+    def view(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], DType):
+            raise NotImplementedError("view(dtype) is not modelled by dispatchsim")
+        return _call("view", (self, _shape(shape)))
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return _call("view_as", (self, other))
+
+    def reshape(self, *shape: Any) -> Tensor:
+        return _call("reshape", (self, _shape(shape)))
+
+    def t(self) -> Tensor:
+        return _call("t", (self,))
+
+    def t_(self) -> Tensor:
+        return _call("t_", (self,))
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.dim())))
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        return _call("transpose.int", (self, dim0, dim1))
+
+    def transpose_(self, dim0: int, dim1: int) -> Tensor:
+        return _call("transpose_", (self, dim0, dim1))
+
+    def permute(self, *dims: Any) -> Tensor:
+        return _call("permute", (self, _shape(dims)))
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        return _call("unsqueeze", (self, dim))
+
+    def unsqueeze_(self, dim: int) -> Tensor:
+        return _call("unsqueeze_", (self, dim))
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return _call("squeeze", (self,))
+        return _call("squeeze.dim", (self, dim))
+
+    def squeeze_(self) -> Tensor:
+        return _call("squeeze_", (self,))
+
+    def expand(self, *sizes: Any) -> Tensor:
+        return _call("expand", (self, _shape(sizes), False))
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(*other.shape)
+
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        return _call("narrow", (self, dim, start, length))
+
+    def select(self, dim: int, index: int) -> Tensor:
+        return _call("select.int", (self, dim, index))
+
+    def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        if isinstance(split_size, int):
+            return tuple(_call("split.Tensor", (self, split_size, dim)))
+        return tuple(_call("split_with_sizes", (self, list(split_size), dim)))
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        return tuple(_call("chunk", (self, chunks, dim)))
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        return tuple(_call("unbind.int", (self, dim)))
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return _index(self, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        # torch: basic indexing, then copy_ into the view — one in-place op, one bump.
+        _index(self, index).copy_(value)
+
+    # -- operators ------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> Tensor:
+        return self.add(other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return self.add(other)
+
+    def __iadd__(self, other: Any) -> Tensor:
+        return self.add_(other)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return self.sub(other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return _w(other).sub(self)
+
+    def __isub__(self, other: Any) -> Tensor:
+        return self.sub_(other)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return self.mul(other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return self.mul(other)
+
+    def __imul__(self, other: Any) -> Tensor:
+        return self.mul_(other)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return self.div(other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return _w(other).div(self)
+
+    def __itruediv__(self, other: Any) -> Tensor:
+        return self.div_(other)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        return self.pow(exponent)
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return _call("pow.Scalar", (_scalar(base), self))
+
+    def __ipow__(self, exponent: Any) -> Tensor:
+        return self.pow_(exponent)
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Tensor) -> Tensor:
+        return _w(other).matmul(self)
+
+    def __neg__(self) -> Tensor:
+        return self.neg()
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self.eq(other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self.ne(other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self.lt(other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return self.le(other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self.gt(other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self.ge(other)
+
+
+# ---------------------------------------------------------------------------------------------
+# Allocation: TensorImpl's constructor decides the key set from the inference-mode flag.
+# ---------------------------------------------------------------------------------------------
+def new_tensor(data: np.ndarray[Any, Any], device: str = "cpu") -> Tensor:
+    """Allocate a non-view tensor over ``data`` on ``device`` (``at::empty`` + fill)."""
+    meta = device == "meta"
+    if _tls.inference_mode:
+        return Tensor._make(data, _META_BIT if meta else _CPU_BIT, None)
+    return Tensor._make(data, _NORMAL_META if meta else _NORMAL_CPU, VersionCounter())
+
+
+def new_cpu_tensor(data: np.ndarray[Any, Any]) -> Tensor:
+    """``new_tensor(data, "cpu")``, inlined for the CPU kernels' hot path."""
+    if _tls.inference_mode:
+        return Tensor._make(data, _CPU_BIT, None)
+    return Tensor._make(data, _NORMAL_CPU, VersionCounter())
+
+
+def new_view_tensor(data: np.ndarray[Any, Any], base: Tensor) -> Tensor:
+    """``alias_with_sizes_and_strides``: a new TensorImpl over the base's memory
+    with the base's key set. It is not a view yet: ADInplaceOrView makes it one
+    (shares the version counter, records ``_base``); without that key it keeps a
+    counter of its own, as under AutoDispatchBelowADInplaceOrView."""
+    keys = base._keys
+    return Tensor._make(data, keys, VersionCounter() if keys & _AUTOGRAD_RELATED else None)
+
+
+def meta_array(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """A shape-and-dtype carrier for a meta tensor: no storage (every stride 0)."""
+    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+
+
+def wrap_number(value: bool | int | float) -> Tensor:
+    """``scalar_to_tensor`` + ``set_wrapped_number``: a 0-dim CPU tensor, allocated
+    like any other, that loses type promotion to real tensors."""
+    if isinstance(value, bool):
+        arr = np.array(value, dtype=np.bool_)
+    elif isinstance(value, int):
+        arr = np.array(value, dtype=np.int64)
+    else:
+        arr = np.array(value, dtype=np.float64)
+    t = new_cpu_tensor(arr)
+    t._is_wrapped_number = True
+    return t
+
+
+def _w(x: Any) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, bool | int | float) or isinstance(x, numbers.Real):
+        return wrap_number(x if isinstance(x, bool | int | float) else float(x))
+    raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}")
+
+
+def _scalar(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        return x.item()
+    if isinstance(x, bool | int | float):
+        return x
+    if isinstance(x, numbers.Real):
+        return float(x)
+    raise TypeError(f"expected a Python number, got {type(x).__name__}")
+
+
+def _shape(args: Sequence[Any]) -> list[int]:
+    if len(args) == 1 and isinstance(args[0], list | tuple | Size):
+        args = args[0]
+    out = []
+    for a in args:
+        if isinstance(a, bool) or not isinstance(a, int | np.integer):
+            raise TypeError(f"expected a sequence of ints, got element {a!r}")
+        out.append(int(a))
+    return out
+
+
+def _dims(dim: Any) -> list[int] | None:
+    if dim is None:
+        return None
+    if isinstance(dim, int):
+        return [dim]
+    return [int(d) for d in dim]
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim + n if dim < 0 else dim
+
+
+_ENTRIES: dict[str, OperatorEntry] = {}
+
+
+def _call(name: str, args: tuple[Any, ...]) -> Any:
+    """Call ``aten::<name>`` with an already-complete argument tuple."""
+    entry = _ENTRIES.get(name)
+    if entry is None or entry.binder is None:
+        entry = _d.dispatcher.find_schema("aten::" + name)
+        _ENTRIES[name] = entry
+    return _d.call(entry, args)
+
+
+def _index(t: Tensor, index: Any) -> Tensor:
+    """Basic indexing as a chain of select / slice / unsqueeze operator calls."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    n_specified = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if n_specified > t.dim():
+        raise IndexError(
+            f"too many indices for tensor of dimension {t.dim()}"
+        )
+    out = t
+    dim = 0
+    for i, idx in enumerate(index):
+        if idx is Ellipsis:
+            rest = sum(1 for j in index[i + 1 :] if j is not None and j is not Ellipsis)
+            dim = out.dim() - rest
+        elif idx is None:
+            out = out.unsqueeze(dim)
+            dim += 1
+        elif isinstance(idx, slice):
+            start, stop, step = idx.start, idx.stop, idx.step
+            if step is not None and step <= 0:
+                raise ValueError("step must be greater than zero")
+            if not (start is None and stop is None and step is None) or out is t:
+                out = _call("slice.Tensor", (out, dim, start, stop, 1 if step is None else step))
+            dim += 1
+        elif isinstance(idx, bool) or not isinstance(idx, int | np.integer | Tensor):
+            raise TypeError(
+                "dispatchsim supports indexing with ints, slices, None and Ellipsis only "
+                f"(got {type(idx).__name__})"
+            )
+        else:
+            out = _call("select.int", (out, dim, int(idx)))
+    return out

@@ -1,0 +1,891 @@
+"""CPU kernels: numpy does the arithmetic (mirrors the ``CPU`` entries of
+aten/src/ATen/native, as RegisterCPU.cpp registers them).
+
+Each kernel takes the full argument tuple in schema order. Results are
+allocated with :func:`dispatch.tensorimpl.new_cpu_tensor` (which reads the
+inference-mode flag, as TensorImpl's constructor does); views wrap a real
+numpy view of the input's memory with :func:`dispatch.tensorimpl.new_view_tensor`.
+The same view kernels serve Meta tensors, whose arrays are zero-stride shape
+carriers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from dispatch import dtypes as dt
+from dispatch.dtypes import DType
+from dispatch.tensorimpl import (
+    Tensor,
+    meta_array,
+    new_cpu_tensor,
+    new_tensor,
+    new_view_tensor,
+)
+from kernels._promotion import can_cast, result_type
+from kernels._registry import cpu, meta
+
+Array = np.ndarray[Any, Any]
+
+
+# ------------------------------------------------------------------------------------------
+# shared checks, with PyTorch's error texts
+# ------------------------------------------------------------------------------------------
+def wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim + n if dim < 0 else dim
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(tuple(a), tuple(b)))
+    except ValueError:
+        # torch names the first mismatching dimension from the right
+        la, lb = len(a), len(b)
+        for i in range(1, max(la, lb) + 1):
+            da = a[la - i] if i <= la else 1
+            db = b[lb - i] if i <= lb else 1
+            if da != db and da != 1 and db != 1:
+                n = max(la, lb)
+                raise RuntimeError(
+                    f"The size of tensor a ({da}) must match the size of tensor b ({db}) at "
+                    f"non-singleton dimension {n - i}"
+                ) from None
+        raise
+
+
+def check_inplace_shape(self: Tensor, other_shape: Sequence[int]) -> None:
+    out = broadcast_shape(self._data.shape, other_shape)
+    if out != self._data.shape:
+        raise RuntimeError(
+            f"output with shape {_shape_str(self._data.shape)} doesn't match the broadcast shape "
+            f"{_shape_str(out)}"
+        )
+
+
+def check_cast(result: DType, out: DType) -> None:
+    if not can_cast(result, out):
+        raise RuntimeError(
+            f"result type {_type_name(result)} can't be cast to the desired output type "
+            f"{_type_name(out)}"
+        )
+
+
+def _type_name(d: DType) -> str:
+    return {
+        "float32": "Float",
+        "float64": "Double",
+        "float16": "Half",
+        "int64": "Long",
+        "int32": "Int",
+        "bool": "Bool",
+    }[d.name]
+
+
+def _arr(x: Any, dtype: DType) -> Any:
+    """A numpy operand of ``dtype``: a tensor's array or a Python scalar."""
+    if isinstance(x, Tensor):
+        a = x._data
+        return a if a.dtype == dtype.numpy else a.astype(dtype.numpy)
+    return dtype.numpy.type(x)
+
+
+def _writable(t: Tensor) -> Array:
+    a = t._data
+    if not a.flags.writeable:
+        raise RuntimeError(
+            "unsupported operation: more than one element of the written-to tensor refers to a "
+            "single memory location. Please clone() the tensor before performing the operation."
+        )
+    return a
+
+
+# ------------------------------------------------------------------------------------------
+# pointwise binary: add sub mul div pow
+# ------------------------------------------------------------------------------------------
+def _binary_compute(
+    fn: Callable[..., Any], a: Any, b: Any, alpha: Any, r: DType, out: Array | None = None
+) -> Any:
+    x = _arr(a, r)
+    y = _arr(b, r)
+    if alpha is not None and alpha != 1:
+        if not r.is_floating_point and isinstance(alpha, float):
+            raise RuntimeError(
+                "For integral input tensors, argument alpha must not be a floating point number."
+            )
+        y = np.multiply(y, r.numpy.type(alpha), dtype=r.numpy)
+    if out is None:
+        return fn(x, y, dtype=r.numpy)
+    return fn(x, y, out=out, casting="unsafe")
+
+
+def _result_dtype(name: str, a: Any, b: Any) -> DType:
+    r = result_type(a, b)
+    if name == "div" and not r.is_floating_point:
+        return dt.float32
+    if name == "sub" and r is dt.bool_:
+        raise RuntimeError(
+            "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
+            "`logical_xor()` operator instead."
+        )
+    return r
+
+
+def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
+    def functional(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+        r = _result_dtype(name, self, other)
+        return new_cpu_tensor(np.asarray(_binary_compute(fn, self, other, alpha, r)))
+
+    def inplace(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+        r = _result_dtype(name, self, other)
+        check_cast(r, self.dtype)
+        check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
+        _binary_compute(fn, self, other, alpha, r, out=_writable(self))
+        return self
+
+    def out_variant(self: Tensor, other: Tensor, alpha: Any, out: Tensor) -> Tensor:
+        r = _result_dtype(name, self, other)
+        check_cast(r, out.dtype)
+        shape = broadcast_shape(self._data.shape, other._data.shape)
+        if out._data.shape != shape:
+            # torch resizes the out tensor (and warns when it was not empty)
+            out._data = np.empty(shape, dtype=out._data.dtype)
+        _binary_compute(fn, self, other, alpha, r, out=_writable(out))
+        return out
+
+    def out_variant_no_alpha(self: Tensor, other: Tensor, out: Tensor) -> Tensor:
+        return out_variant(self, other, 1, out)
+
+    if has_alpha:
+        cpu(f"{name}.Tensor", f"{name}.Scalar")(functional)
+        cpu(f"{name}_.Tensor", f"{name}_.Scalar")(inplace)
+    else:
+        cpu(f"{name}.Tensor", f"{name}.Scalar")(lambda self, other: functional(self, other))
+        cpu(f"{name}_.Tensor", f"{name}_.Scalar")(lambda self, other: inplace(self, other))
+    if name == "add":
+        cpu("add.out")(out_variant)
+    if name == "mul":
+        cpu("mul.out")(out_variant_no_alpha)
+
+
+_make_binary("add", np.add, True)
+_make_binary("sub", np.subtract, True)
+_make_binary("mul", np.multiply, False)
+_make_binary("div", np.true_divide, False)
+
+
+def _pow_dtype(base: Any, exponent: Any) -> DType:
+    return result_type(base, exponent)
+
+
+@cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")
+def pow_(self: Tensor, exponent: Any) -> Tensor:
+    r = _pow_dtype(self, exponent)
+    return new_cpu_tensor(np.asarray(np.power(_arr(self, r), _arr(exponent, r), dtype=r.numpy)))
+
+
+@cpu("pow.Scalar")
+def pow_scalar(self: Any, exponent: Tensor) -> Tensor:
+    r = _pow_dtype(self, exponent)
+    return new_cpu_tensor(np.asarray(np.power(_arr(self, r), _arr(exponent, r), dtype=r.numpy)))
+
+
+@cpu("pow_.Scalar", "pow_.Tensor")
+def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
+    r = _pow_dtype(self, exponent)
+    check_cast(r, self.dtype)
+    if isinstance(exponent, Tensor):
+        check_inplace_shape(self, exponent._data.shape)
+    np.power(_arr(self, r), _arr(exponent, r), out=_writable(self), casting="unsafe")
+    return self
+
+
+# ------------------------------------------------------------------------------------------
+# comparisons
+# ------------------------------------------------------------------------------------------
+def _make_compare(name: str, fn: Callable[..., Any]) -> None:
+    def compare(self: Tensor, other: Tensor) -> Tensor:
+        r = result_type(self, other)
+        return new_cpu_tensor(np.asarray(fn(_arr(self, r), _arr(other, r))))
+
+    cpu(f"{name}.Tensor")(compare)
+
+
+for _name, _fn in (
+    ("eq", np.equal),
+    ("ne", np.not_equal),
+    ("lt", np.less),
+    ("le", np.less_equal),
+    ("gt", np.greater),
+    ("ge", np.greater_equal),
+):
+    _make_compare(_name, _fn)
+
+
+# ------------------------------------------------------------------------------------------
+# pointwise unary
+# ------------------------------------------------------------------------------------------
+def _float_dtype(t: Tensor) -> DType:
+    d = t.dtype
+    return d if d.is_floating_point else dt.float32
+
+
+def _sigmoid(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
+    with np.errstate(over="ignore"):
+        r = 1.0 / (1.0 + np.exp(-x))
+    r = r.astype(dtype if dtype is not None else x.dtype, copy=False)
+    if out is not None:
+        out[...] = r
+        return out
+    return r
+
+
+def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
+    if out is not None:
+        return np.maximum(x, 0, out=out, casting="unsafe")
+    return np.maximum(x, np.zeros((), dtype=x.dtype)).astype(x.dtype, copy=False)
+
+
+# name -> (numpy function, promotes integers to float)
+_UNARY: dict[str, tuple[Callable[..., Any], bool]] = {
+    "neg": (np.negative, False),
+    "exp": (np.exp, True),
+    "log": (np.log, True),
+    "sin": (np.sin, True),
+    "cos": (np.cos, True),
+    "relu": (_relu, False),
+    "sigmoid": (_sigmoid, True),
+    "tanh": (np.tanh, True),
+}
+
+
+def _make_unary(name: str, fn: Callable[..., Any], to_float: bool) -> None:
+    def functional(self: Tensor) -> Tensor:
+        if name == "neg" and self.dtype is dt.bool_:
+            raise RuntimeError(
+                "Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
+                "to invert a mask, use the `~` or `logical_not()` operator instead."
+            )
+        r = _float_dtype(self) if to_float else self.dtype
+        x = _arr(self, r)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return new_cpu_tensor(np.asarray(fn(x)).astype(r.numpy, copy=False))
+
+    def inplace(self: Tensor) -> Tensor:
+        r = _float_dtype(self) if to_float else self.dtype
+        check_cast(r, self.dtype)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            fn(self._data, out=_writable(self))
+        return self
+
+    cpu(name)(functional)
+    if f"{name}_" in ("neg_", "exp_", "relu_"):
+        cpu(f"{name}_")(inplace)
+
+
+for _name, (_fn, _to_float) in _UNARY.items():
+    _make_unary(_name, _fn, _to_float)
+
+
+# ------------------------------------------------------------------------------------------
+# reductions
+# ------------------------------------------------------------------------------------------
+def _reduce_dims(dim: list[int] | None, ndim: int) -> tuple[int, ...] | None:
+    if dim is None or len(dim) == 0:
+        return None
+    dims = tuple(wrap_dim(d, ndim) for d in dim)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"dim {dims[0]} appears multiple times in the list of dims")
+    return dims
+
+
+def _sum_dtype(self: Tensor, dtype: DType | None) -> DType:
+    if dtype is not None:
+        return dtype
+    d = self.dtype
+    return d if d.is_floating_point else dt.int64
+
+
+@cpu("sum")
+def sum_(self: Tensor, dtype: DType | None = None) -> Tensor:
+    r = _sum_dtype(self, dtype)
+    return new_cpu_tensor(np.asarray(np.sum(self._data, dtype=r.numpy)))
+
+
+@cpu("sum.dim_IntList")
+def sum_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+    r = _sum_dtype(self, dtype)
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    return new_cpu_tensor(np.asarray(np.sum(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim)))
+
+
+def _mean_dtype(self: Tensor, dtype: DType | None) -> DType:
+    r = dtype if dtype is not None else self.dtype
+    if not r.is_floating_point:
+        raise RuntimeError(
+            "mean(): could not infer output dtype. Input dtype must be either a floating point or "
+            f"complex dtype. Got: {_type_name(r)}"
+        )
+    return r
+
+
+@cpu("mean")
+def mean(self: Tensor, dtype: DType | None = None) -> Tensor:
+    r = _mean_dtype(self, dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return new_cpu_tensor(np.asarray(np.mean(self._data, dtype=r.numpy)).astype(r.numpy))
+
+
+@cpu("mean.dim")
+def mean_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+    r = _mean_dtype(self, dtype)
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = np.mean(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim)
+    return new_cpu_tensor(np.asarray(res).astype(r.numpy, copy=False))
+
+
+# ------------------------------------------------------------------------------------------
+# linear algebra
+# ------------------------------------------------------------------------------------------
+def _same_dtype(a: Tensor, b: Tensor, what: str = "m1 and m2") -> None:
+    if a.dtype != b.dtype:
+        x, y = what.split(" and ")
+        raise RuntimeError(
+            f"expected {x} and {y} to have the same dtype, but got: {_cname(a.dtype)} != "
+            f"{_cname(b.dtype)}"
+        )
+
+
+def _cname(d: DType) -> str:
+    return {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+            "bool": "bool", "float16": "c10::Half"}[d.name]
+
+
+def check_mm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
+    a, b = self._data, mat2._data
+    if a.ndim != 2:
+        raise RuntimeError(f"self must be a matrix")
+    if b.ndim != 2:
+        raise RuntimeError(f"mat2 must be a matrix")
+    if a.shape[1] != b.shape[0]:
+        raise RuntimeError(
+            f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+            f"{b.shape[0]}x{b.shape[1]})"
+        )
+    _same_dtype(self, mat2, "mat1 and mat2")
+    return (a.shape[0], b.shape[1])
+
+
+@cpu("mm")
+def mm(self: Tensor, mat2: Tensor) -> Tensor:
+    check_mm(self, mat2)
+    return new_cpu_tensor(np.matmul(self._data, mat2._data))
+
+
+def check_mv(self: Tensor, vec: Tensor) -> tuple[int, ...]:
+    a, v = self._data, vec._data
+    if a.ndim != 2 or v.ndim != 1:
+        raise RuntimeError(
+            f"vector + matrix @ vector expected, got 1, {a.ndim}, {v.ndim}"
+        )
+    if a.shape[1] != v.shape[0]:
+        raise RuntimeError(
+            f"size mismatch, got input ({a.shape[0]}), mat ({a.shape[0]}x{a.shape[1]}), vec ({v.shape[0]})"
+        )
+    _same_dtype(self, vec, "mat and vec")
+    return (a.shape[0],)
+
+
+@cpu("mv")
+def mv(self: Tensor, vec: Tensor) -> Tensor:
+    check_mv(self, vec)
+    return new_cpu_tensor(np.matmul(self._data, vec._data))
+
+
+def check_dot(self: Tensor, other: Tensor) -> tuple[int, ...]:
+    a, b = self._data, other._data
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(
+            f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors"
+        )
+    if a.shape[0] != b.shape[0]:
+        raise RuntimeError(
+            "inconsistent tensor size, expected tensor [{}] and src [{}] to have the same number "
+            "of elements, but got {} and {} elements respectively".format(
+                a.shape[0], b.shape[0], a.shape[0], b.shape[0]
+            )
+        )
+    if self.dtype != other.dtype:
+        raise RuntimeError(
+            "dot : expected both vectors to have same dtype, but found "
+            f"{_type_name(self.dtype)} and {_type_name(other.dtype)}"
+        )
+    return ()
+
+
+@cpu("dot")
+def dot(self: Tensor, other: Tensor) -> Tensor:
+    check_dot(self, other)
+    return new_cpu_tensor(np.asarray(np.dot(self._data, other._data)))
+
+
+def check_bmm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
+    a, b = self._data, mat2._data
+    if a.ndim != 3:
+        raise RuntimeError(f"batch1 must be a 3D tensor")
+    if b.ndim != 3:
+        raise RuntimeError(f"batch2 must be a 3D tensor")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise RuntimeError(
+            f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, "
+            f"{a.shape[2]}] but got: [{b.shape[0]}, {b.shape[1]}]."
+        )
+    _same_dtype(self, mat2, "batch1 and batch2")
+    return (a.shape[0], a.shape[1], b.shape[2])
+
+
+@cpu("bmm")
+def bmm(self: Tensor, mat2: Tensor) -> Tensor:
+    check_bmm(self, mat2)
+    return new_cpu_tensor(np.matmul(self._data, mat2._data))
+
+
+# ------------------------------------------------------------------------------------------
+# copies and fills
+# ------------------------------------------------------------------------------------------
+@cpu("clone")
+def clone(self: Tensor, memory_format: Any = None) -> Tensor:
+    return new_cpu_tensor(np.array(self._data, copy=True, order="C"))
+
+
+@cpu("copy_")
+def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
+    check_inplace_shape(self, src._data.shape)
+    if src.is_meta:
+        raise NotImplementedError(
+            "Cannot copy out of meta tensor; no data! Please use torch.nn.Module.to_empty() "
+            "instead of torch.nn.Module.to() when moving module from meta to a different device."
+        )
+    np.copyto(_writable(self), src._data, casting="unsafe")
+    return self
+
+
+@cpu("zero_")
+def zero_(self: Tensor) -> Tensor:
+    _writable(self)[...] = 0
+    return self
+
+
+@cpu("fill_.Scalar")
+def fill_scalar(self: Tensor, value: Any) -> Tensor:
+    _writable(self)[...] = value
+    return self
+
+
+@cpu("fill_.Tensor")
+def fill_tensor(self: Tensor, value: Tensor) -> Tensor:
+    if value._data.ndim != 0:
+        raise RuntimeError(
+            "fill_ only supports 0-dimension value tensor but got tensor with "
+            f"{value._data.ndim} dimensions."
+        )
+    _writable(self)[...] = value._data
+    return self
+
+
+@cpu("detach")
+@meta("detach")
+def detach(self: Tensor) -> Tensor:
+    return new_view_tensor(self._data.view(), self)
+
+
+@cpu("detach_")
+@meta("detach_")
+def detach_(self: Tensor) -> Tensor:
+    return self
+
+
+@cpu("_to_copy")
+@meta("_to_copy")
+def to_copy(
+    self: Tensor,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+    non_blocking: bool = False,
+    memory_format: Any = None,
+) -> Tensor:
+    d = (dtype or self.dtype).numpy
+    target = str(device) if device is not None else str(self.device)
+    if target == "meta":
+        return new_tensor(meta_array(self._data.shape, d), "meta")
+    if self.is_meta:
+        raise NotImplementedError(
+            "Cannot copy out of meta tensor; no data! Please use torch.nn.Module.to_empty() "
+            "instead of torch.nn.Module.to() when moving module from meta to a different device."
+        )
+    return new_tensor(np.array(self._data, dtype=d, copy=True, order="C"), target)
+
+
+# ------------------------------------------------------------------------------------------
+# views (serve CPU and Meta: numpy views of zero-stride arrays are shape-only)
+# ------------------------------------------------------------------------------------------
+def infer_size(shape: Sequence[int], numel: int) -> tuple[int, ...]:
+    """``infer_size``: resolve one -1 and check the element count."""
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    for s in shape:
+        if s < -1:
+            raise RuntimeError(f"invalid shape dimension {s}")
+    known = math.prod(s for s in shape if s != -1)
+    if neg:
+        if known == 0 or numel % known:
+            raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+        shape[neg[0]] = numel // known
+    elif known != numel:
+        raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+def view_array(a: Array, shape: Sequence[int]) -> Array | None:
+    """A no-copy reshape of ``a``, or None when the strides do not allow one."""
+    size = infer_size(shape, a.size)
+    try:
+        return np.reshape(a, size, copy=False)
+    except ValueError:
+        return None
+
+
+@cpu("view")
+@meta("view")
+def view(self: Tensor, size: list[int]) -> Tensor:
+    out = view_array(self._data, size)
+    if out is None:
+        raise RuntimeError(
+            "view size is not compatible with input tensor's size and stride (at least one "
+            "dimension spans across two contiguous subspaces). Use .reshape(...) instead."
+        )
+    return new_view_tensor(out, self)
+
+
+@cpu("t")
+@meta("t")
+def t(self: Tensor) -> Tensor:
+    a = self._data
+    if a.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {a.ndim}D")
+    return new_view_tensor(a.T, self)
+
+
+@cpu("transpose.int")
+@meta("transpose.int")
+def transpose(self: Tensor, dim0: int, dim1: int) -> Tensor:
+    a = self._data
+    if a.ndim == 0:
+        wrap_dim(dim0, 0)
+        wrap_dim(dim1, 0)
+        return new_view_tensor(a.view(), self)
+    return new_view_tensor(np.swapaxes(a, wrap_dim(dim0, a.ndim), wrap_dim(dim1, a.ndim)), self)
+
+
+@cpu("permute")
+@meta("permute")
+def permute(self: Tensor, dims: list[int]) -> Tensor:
+    a = self._data
+    if len(dims) != a.ndim:
+        raise RuntimeError(
+            "permute(sparse_coo): number of dimensions in the tensor input does not match the "
+            f"length of the desired ordering of dimensions i.e. input.dim() = {a.ndim} is not "
+            f"equal to len(dims) = {len(dims)}"
+        )
+    wrapped = [wrap_dim(d, a.ndim) for d in dims]
+    if len(set(wrapped)) != len(wrapped):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return new_view_tensor(np.transpose(a, wrapped) if a.ndim else a.view(), self)
+
+
+@cpu("unsqueeze")
+@meta("unsqueeze")
+def unsqueeze(self: Tensor, dim: int) -> Tensor:
+    a = self._data
+    return new_view_tensor(np.expand_dims(a, wrap_dim(dim, a.ndim + 1)), self)
+
+
+@cpu("squeeze")
+@meta("squeeze")
+def squeeze(self: Tensor) -> Tensor:
+    return new_view_tensor(np.squeeze(self._data), self)
+
+
+@cpu("squeeze.dim")
+@meta("squeeze.dim")
+def squeeze_dim(self: Tensor, dim: int) -> Tensor:
+    a = self._data
+    if a.ndim == 0:
+        wrap_dim(dim, 0)
+        return new_view_tensor(a.view(), self)
+    d = wrap_dim(dim, a.ndim)
+    return new_view_tensor(np.squeeze(a, d) if a.shape[d] == 1 else a.view(), self)
+
+
+@cpu("expand")
+@meta("expand")
+def expand(self: Tensor, size: list[int], implicit: bool = False) -> Tensor:
+    a = self._data
+    if len(size) < a.ndim:
+        raise RuntimeError(
+            f"expand({_type_name(self.dtype)}Type{{{_shape_str(a.shape)}}}, size={_shape_str(size)}): "
+            "the number of sizes provided "
+            f"({len(size)}) must be greater or equal to the number of dimensions in the tensor "
+            f"({a.ndim})"
+        )
+    lead = len(size) - a.ndim
+    target = []
+    for i, s in enumerate(size):
+        if s == -1:
+            if i < lead:
+                raise RuntimeError(
+                    f"The expanded size of the tensor (-1) isn't allowed in a leading, "
+                    f"non-existing dimension {i}"
+                )
+            s = a.shape[i - lead]
+        elif i >= lead and a.shape[i - lead] != 1 and a.shape[i - lead] != s:
+            raise RuntimeError(
+                f"The expanded size of the tensor ({s}) must match the existing size "
+                f"({a.shape[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
+                f"{_shape_str(size)}.  Tensor sizes: {_shape_str(a.shape)}"
+            )
+        target.append(s)
+    out = np.broadcast_to(a, tuple(target))
+    if tuple(target) == a.shape and a.flags.writeable:
+        out = a.view()  # no element repeated: stays writable, as torch allows
+    return new_view_tensor(out, self)
+
+
+@cpu("select.int")
+@meta("select.int")
+def select(self: Tensor, dim: int, index: int) -> Tensor:
+    a = self._data
+    if a.ndim == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
+    d = wrap_dim(dim, a.ndim)
+    n = a.shape[d]
+    if not -n <= index < n:
+        raise IndexError(
+            f"index {index} is out of bounds for dimension {d} with size {n}"
+        )
+    idx = (slice(None),) * d + (index,)
+    return new_view_tensor(a[idx], self)
+
+
+@cpu("slice.Tensor")
+@meta("slice.Tensor")
+def slice_(self: Tensor, dim: int = 0, start: int | None = None, end: int | None = None, step: int = 1) -> Tensor:
+    a = self._data
+    if a.ndim == 0:
+        raise IndexError("slice() cannot be applied to a 0-dim tensor.")
+    if step <= 0:
+        raise RuntimeError("slice step must be positive")
+    d = wrap_dim(dim, a.ndim)
+    idx = (slice(None),) * d + (slice(start, end, step),)
+    return new_view_tensor(a[idx], self)
+
+
+def _split_sizes(n: int, split_size: int) -> list[int]:
+    if split_size < 0:
+        raise RuntimeError(f"split expects split_size be non-negative, but got split_size={split_size}")
+    if split_size == 0:
+        if n != 0:
+            raise RuntimeError(
+                f"split_size can only be 0 if dimension size is 0, but got dimension size of {n}"
+            )
+        return [0]
+    k = max(1, -(-n // split_size))
+    return [min(split_size, n - i * split_size) for i in range(k)]
+
+
+def _split_with_sizes(self: Tensor, sizes: Sequence[int], dim: int) -> list[Tensor]:
+    a = self._data
+    if a.ndim == 0:
+        raise RuntimeError("split expects at least a 1-dimensional tensor")
+    d = wrap_dim(dim, a.ndim)
+    if sum(sizes) != a.shape[d] or any(s < 0 for s in sizes):
+        raise RuntimeError(
+            f"split_with_sizes expects split_sizes to sum exactly to {a.shape[d]} (input tensor's "
+            f"size at dimension {d}), but got split_sizes={_shape_str(sizes)}"
+        )
+    out = []
+    start = 0
+    for s in sizes:
+        idx = (slice(None),) * d + (slice(start, start + s),)
+        out.append(new_view_tensor(a[idx], self))
+        start += s
+    return out
+
+
+@cpu("split.Tensor")
+@meta("split.Tensor")
+def split(self: Tensor, split_size: int, dim: int = 0) -> list[Tensor]:
+    a = self._data
+    if a.ndim == 0:
+        raise RuntimeError("split expects at least a 1-dimensional tensor")
+    return _split_with_sizes(self, _split_sizes(a.shape[wrap_dim(dim, a.ndim)], split_size), dim)
+
+
+@cpu("split_with_sizes")
+@meta("split_with_sizes")
+def split_with_sizes(self: Tensor, split_sizes: list[int], dim: int = 0) -> list[Tensor]:
+    return _split_with_sizes(self, split_sizes, dim)
+
+
+@cpu("unbind.int")
+@meta("unbind.int")
+def unbind(self: Tensor, dim: int = 0) -> list[Tensor]:
+    a = self._data
+    if a.ndim == 0:
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
+    d = wrap_dim(dim, a.ndim)
+    return [new_view_tensor(a[(slice(None),) * d + (i,)], self) for i in range(a.shape[d])]
+
+
+# in-place view-metadata ops: the tensor itself is re-strided
+@cpu("t_")
+@meta("t_")
+def t_inplace(self: Tensor) -> Tensor:
+    self._data = t(self)._data
+    return self
+
+
+@cpu("transpose_")
+@meta("transpose_")
+def transpose_inplace(self: Tensor, dim0: int, dim1: int) -> Tensor:
+    self._data = transpose(self, dim0, dim1)._data
+    return self
+
+
+@cpu("unsqueeze_")
+@meta("unsqueeze_")
+def unsqueeze_inplace(self: Tensor, dim: int) -> Tensor:
+    self._data = unsqueeze(self, dim)._data
+    return self
+
+
+@cpu("squeeze_")
+@meta("squeeze_")
+def squeeze_inplace(self: Tensor) -> Tensor:
+    self._data = squeeze(self)._data
+    return self
+
+
+# ------------------------------------------------------------------------------------------
+# factories (after BackendSelect picked the backend)
+# ------------------------------------------------------------------------------------------
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int) -> None:
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def _size(size: Sequence[int]) -> tuple[int, ...]:
+    for s in size:
+        if s < 0:
+            raise RuntimeError(
+                f"Trying to create tensor with negative dimension {s}: {_shape_str(size)}"
+            )
+    return tuple(size)
+
+
+def _float_or(dtype: DType | None) -> DType:
+    return dtype if dtype is not None else dt.float32
+
+
+@cpu("empty.memory_format")
+def empty(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
+          pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+    return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
+
+
+@cpu("zeros")
+def zeros(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
+          pin_memory: Any = None) -> Tensor:
+    return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
+
+
+@cpu("ones")
+def ones(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
+         pin_memory: Any = None) -> Tensor:
+    return new_cpu_tensor(np.ones(_size(size), dtype=_float_or(dtype).numpy))
+
+
+def full_dtype(fill_value: Any, dtype: DType | None) -> DType:
+    if dtype is not None:
+        return dtype
+    if isinstance(fill_value, bool):
+        return dt.bool_
+    if isinstance(fill_value, int):
+        return dt.int64
+    return dt.float32
+
+
+@cpu("full")
+def full(size: list[int], fill_value: Any, dtype: DType | None = None, layout: Any = None,
+         device: Any = None, pin_memory: Any = None) -> Tensor:
+    d = full_dtype(fill_value, dtype)
+    return new_cpu_tensor(np.full(_size(size), fill_value, dtype=d.numpy))
+
+
+def arange_values(start: Any, end: Any, step: Any, dtype: DType | None) -> tuple[int, DType]:
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if (step > 0 and start > end) or (step < 0 and start < end):
+        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+    if dtype is None:
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
+        dtype = dt.int64 if ints else dt.float32
+    n = max(0, math.ceil((end - start) / step))
+    return n, dtype
+
+
+@cpu("arange")
+def arange(end: Any, dtype: DType | None = None, layout: Any = None, device: Any = None,
+           pin_memory: Any = None) -> Tensor:
+    return arange_start_step(0, end, 1, dtype)
+
+
+@cpu("arange.start_step")
+def arange_start_step(start: Any, end: Any, step: Any = 1, dtype: DType | None = None,
+                      layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
+    n, d = arange_values(start, end, step, dtype)
+    return new_cpu_tensor((start + np.arange(n, dtype=np.float64) * step).astype(d.numpy))
+
+
+@cpu("rand")
+def rand(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
+         pin_memory: Any = None) -> Tensor:
+    d = _float_or(dtype)
+    return new_cpu_tensor(_rng.random(_size(size)).astype(d.numpy))
+
+
+@cpu("randn")
+def randn(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
+          pin_memory: Any = None) -> Tensor:
+    d = _float_or(dtype)
+    return new_cpu_tensor(_rng.standard_normal(_size(size)).astype(d.numpy))
