@@ -38,6 +38,7 @@ from dispatch.operator import fallthrough_kernel
 from dispatch.schema import FunctionSchema, SchemaParseError, parse_schema
 from dispatch.tensorimpl import CreationMeta, Device, Size, Tensor
 from dispatch.tls import LocalDispatchKeySet, tls_local_dispatch_key_set
+from dispatch.trace import DispatchEvent, Trace, trace
 
 bool = bool_  # noqa: A001  torch.bool
 float = float32  # noqa: A001  torch.float
@@ -46,6 +47,7 @@ long = int64
 
 __all__ = [
     "CreationMeta",
+    "DispatchEvent",
     "DType",
     "Device",
     "DispatchKey",
@@ -58,6 +60,7 @@ __all__ = [
     "SchemaParseError",
     "Size",
     "Tensor",
+    "Trace",
     "after_ADInplaceOrView_keyset",
     "after_autograd_keyset",
     "arange",
@@ -88,6 +91,7 @@ __all__ = [
     "redispatch",
     "tensor",
     "tls_local_dispatch_key_set",
+    "trace",
     "zeros",
     "zeros_like",
 ]

@@ -22,8 +22,8 @@ Deliberate differences from torch, all listed here:
 
 * Composite types that the flat :class:`Argument` model cannot describe --
   tuples ``(int, t)``, ``Dict(...)``, ``Future(...)``, ``RRef(...)``,
-  ``Await(...)``, ``Union(...)``, nested lists ``Tensor[][]`` and double
-  optionals -- raise :class:`SchemaParseError`.  Type variables (``t``, any
+  ``Await(...)``, ``Union(...)`` and nested lists ``Tensor[][]`` -- raise
+  :class:`SchemaParseError` (``T??`` folds into ``T?`` as in torch).  Type variables (``t``, any
   other lower-case unknown name) are rejected unless ``allow_typevars=True``
   (torch's default is ``True``).  ``Dimname`` is accepted (torch builds without
   named-tensor support reject it).  The ``Tensor!`` shorthand (an anonymous
@@ -890,10 +890,9 @@ class _Parser:
                 ops.append("[]")
                 container_alias = self.parse_container_alias(alias, container_alias)
             elif self.cur.kind == "?":
-                if ops and ops[-1] == "?":
-                    raise self.error("a name (nested optional types are not supported)", self.cur)
                 self.lexer.next()
-                ops.append("?")
+                if not ops or ops[-1] != "?":  # torch folds Optional[Optional[T]] into T?
+                    ops.append("?")
             else:
                 break
         return base, alias, container_alias, ops

@@ -1,0 +1,30 @@
+"""Shared pytest set-up: hypothesis profiles, the oracle marker, TLS hygiene."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _tls_is_restored():
+    """Every test must leave the thread-local dispatch state as it found it."""
+    from dispatch.tls import state
+
+    before = (state.included, state.excluded, state.grad_mode, state.inference_mode)
+    yield
+    after = (state.included, state.excluded, state.grad_mode, state.inference_mode)
+    if after != before:
+        state.included, state.excluded, state.grad_mode, state.inference_mode = before
+        pytest.fail(f"test leaked thread-local state: {before} -> {after}")
