@@ -40,16 +40,16 @@ from dispatch.tensorimpl import CreationMeta, Device, Size, Tensor
 from dispatch.tls import LocalDispatchKeySet, tls_local_dispatch_key_set
 from dispatch.trace import DispatchEvent, Trace, trace
 
-bool = bool_  # noqa: A001  torch.bool
-float = float32  # noqa: A001  torch.float
+bool = bool_
+float = float32
 double = float64
 long = int64
 
 __all__ = [
     "CreationMeta",
-    "DispatchEvent",
     "DType",
     "Device",
+    "DispatchEvent",
     "DispatchKey",
     "DispatchKeySet",
     "FunctionSchema",

@@ -16,7 +16,7 @@ def _float_formatter(a: np.ndarray[Any, Any]) -> Any:
         return lambda x: _special(x) or f"{x:.4f}"
     absf = np.abs(finite)
     ints = bool(np.all(finite == np.round(finite)))
-    mx, mn = float(absf.max()), float(absf.min())
+    mx = float(absf.max())
     nonzero = absf[absf > 0]
     mn_nz = float(nonzero.min()) if nonzero.size else 0.0
     sci = mx >= 1e8 or (mn_nz and mn_nz < 1e-4) or (mn_nz and mx / mn_nz > 1000 and not ints)
@@ -38,13 +38,24 @@ def _special(x: float) -> str:
 def _data_str(a: np.ndarray[Any, Any]) -> str:
     if a.dtype.kind == "f":
         fmt = _float_formatter(a)
-        items = {"float_kind": fmt}
+        items: Any = {"float_kind": fmt}
     elif a.dtype.kind == "b":
         items = {"bool": lambda x: "True" if x else "False"}
     else:
         items = {"int": lambda x: str(int(x))}
+    base = next(iter(items.values()))
+    flat = a.reshape(-1)
+    if flat.size > 2000:  # printed summarised: the edges decide the width
+        flat = np.concatenate([flat[:1000], flat[-1000:]])
+    width = max((len(base(x)) for x in flat), default=0)
+    items = {k: (lambda x, f=f: f(x).rjust(width)) for k, f in items.items()}
     return np.array2string(
-        a, separator=", ", formatter=items, prefix="tensor(", threshold=1000, edgeitems=3,
+        a,
+        separator=", ",
+        formatter=items,
+        prefix="tensor(",
+        threshold=1000,
+        edgeitems=3,
         max_line_width=80,
     )
 

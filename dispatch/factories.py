@@ -47,7 +47,7 @@ def _infer_dtype(data: Any) -> DType:
             flat.append(x)
 
     walk(data)
-    if any(isinstance(x, float) or (isinstance(x, np.floating)) for x in flat):
+    if any(isinstance(x, float | np.floating) for x in flat):
         return _dt.float32
     if flat and all(isinstance(x, bool | np.bool_) for x in flat):
         return _dt.bool_
@@ -99,23 +99,37 @@ def _finish(t: Tensor, requires_grad: bool) -> Tensor:
     return t
 
 
-def empty(*size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def empty(
+    *size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     return _finish(
         _call("empty.memory_format", (_size(size), dtype, None, _device_str(device), None, None)),
         requires_grad,
     )
 
 
-def zeros(*size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(_call("zeros", (_size(size), dtype, None, _device_str(device), None)), requires_grad)
+def zeros(
+    *size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return _finish(
+        _call("zeros", (_size(size), dtype, None, _device_str(device), None)), requires_grad
+    )
 
 
-def ones(*size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(_call("ones", (_size(size), dtype, None, _device_str(device), None)), requires_grad)
+def ones(
+    *size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return _finish(
+        _call("ones", (_size(size), dtype, None, _device_str(device), None)), requires_grad
+    )
 
 
 def full(
-    size: Sequence[int], fill_value: Any, *, dtype: DType | None = None, device: Any = None,
+    size: Sequence[int],
+    fill_value: Any,
+    *,
+    dtype: DType | None = None,
+    device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
     return _finish(
@@ -125,7 +139,12 @@ def full(
 
 
 def arange(
-    start: Any, end: Any = None, step: Any = 1, *, dtype: DType | None = None, device: Any = None,
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    *,
+    dtype: DType | None = None,
+    device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
     if end is None:
@@ -136,19 +155,31 @@ def arange(
     )
 
 
-def rand(*size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(_call("rand", (_size(size), dtype, None, _device_str(device), None)), requires_grad)
+def rand(
+    *size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return _finish(
+        _call("rand", (_size(size), dtype, None, _device_str(device), None)), requires_grad
+    )
 
 
-def randn(*size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _finish(_call("randn", (_size(size), dtype, None, _device_str(device), None)), requires_grad)
+def randn(
+    *size: Any, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    return _finish(
+        _call("randn", (_size(size), dtype, None, _device_str(device), None)), requires_grad
+    )
 
 
-def ones_like(t: Tensor, *, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def ones_like(
+    t: Tensor, *, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     return _finish(_call("ones_like", (t, dtype, None, device, None, None)), requires_grad)
 
 
-def zeros_like(t: Tensor, *, dtype: DType | None = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros_like(
+    t: Tensor, *, dtype: DType | None = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     return _finish(_call("zeros_like", (t, dtype, None, device, None, None)), requires_grad)
 
 

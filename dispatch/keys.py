@@ -84,7 +84,9 @@ RUNTIME_KEYS: Final[tuple[DispatchKey, ...]] = tuple(
 )
 """Runtime keys, lowest priority first (the order PyTorch prints them in)."""
 
-ALIAS_KEYS: Final[tuple[DispatchKey, ...]] = tuple(k for k in DispatchKey if k.value >= _FIRST_ALIAS)
+ALIAS_KEYS: Final[tuple[DispatchKey, ...]] = tuple(
+    k for k in DispatchKey if k.value >= _FIRST_ALIAS
+)
 
 BACKEND_KEYS: Final[tuple[DispatchKey, ...]] = (DispatchKey.CPU, DispatchKey.Meta)
 AUTOGRAD_KEYS: Final[tuple[DispatchKey, ...]] = (

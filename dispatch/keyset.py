@@ -84,7 +84,9 @@ class DispatchKeySet:
     @classmethod
     def from_raw(cls, raw: int) -> DispatchKeySet:
         if raw < 0 or raw > RAW_FULL:
-            raise ValueError(f"raw key set {raw:#x} has bits outside the {len(RUNTIME_KEYS)} runtime keys")
+            raise ValueError(
+                f"raw key set {raw:#x} has bits outside the {len(RUNTIME_KEYS)} runtime keys"
+            )
         ks = cls.__new__(cls)
         object.__setattr__(ks, "_repr", raw)
         return ks

@@ -132,7 +132,9 @@ class Library:
         default: the library's key, else CompositeImplicitAutograd)."""
         self._check_open()
         if not callable(fn):
-            raise TypeError(f"Input function is required to be a callable but found type {type(fn)}")
+            raise TypeError(
+                f"Input function is required to be a callable but found type {type(fn)}"
+            )
         key_name = dispatch_key or self.dispatch_key or "CompositeImplicitAutograd"
         key = DispatchKey.parse(key_name)
         if key is DispatchKey.Undefined:
@@ -176,7 +178,11 @@ class Library:
 
     # -- fallback -------------------------------------------------------------------------
     def fallback(
-        self, fn: Callable[..., Any], dispatch_key: str | DispatchKey = "", *, with_keyset: bool = False
+        self,
+        fn: Callable[..., Any],
+        dispatch_key: str | DispatchKey = "",
+        *,
+        with_keyset: bool = False,
     ) -> None:
         """Register a backend fallback for every operator at ``dispatch_key``; ``fn(op, *args,
         **kwargs)`` (``fn(keyset, op, ...)`` with ``with_keyset``). Only the ``"_"`` namespace."""

@@ -25,7 +25,7 @@ import numpy as np
 from dispatch import dispatcher as _d
 from dispatch import dtypes as _dt
 from dispatch.dtypes import DType
-from dispatch.keys import AUTOGRAD_KEY_FOR_BACKEND, DEVICE_BACKEND, DispatchKey
+from dispatch.keys import DEVICE_BACKEND, DispatchKey
 from dispatch.keyset import RAW_ADINPLACEORVIEW, RAW_AUTOGRAD, DispatchKeySet
 from dispatch.tls import state as _tls
 
@@ -74,6 +74,7 @@ class Device:
     """``torch.device``: compares equal to its type string."""
 
     __slots__ = ("type",)
+    type: str
 
     def __init__(self, type: str | Device) -> None:
         t = type.type if isinstance(type, Device) else str(type).split(":")[0]
@@ -288,7 +289,9 @@ class Tensor:
     @grad.setter
     def grad(self, value: Tensor | None) -> None:
         if value is not None and not isinstance(value, Tensor):
-            raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+            raise TypeError(
+                f"assigned grad expected to be a Tensor or None but got {type(value).__name__}"
+            )
         self._grad = value
 
     @property
@@ -327,9 +330,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self._data.size != 1:
-            raise RuntimeError(
-                f"Boolean value of Tensor with more than one value is ambiguous"
-            )
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
         return bool(self.item())
 
     def __index__(self) -> int:
@@ -584,14 +585,14 @@ class Tensor:
 
     def split(self, split_size: Any, dim: int = 0) -> tuple[Tensor, ...]:
         if isinstance(split_size, int):
-            return tuple(_call("split.Tensor", (self, split_size, dim)))
-        return tuple(_call("split_with_sizes", (self, list(split_size), dim)))
+            return tuple(_call_list("split.Tensor", (self, split_size, dim)))
+        return tuple(_call_list("split_with_sizes", (self, list(split_size), dim)))
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
-        return tuple(_call("chunk", (self, chunks, dim)))
+        return tuple(_call_list("chunk", (self, chunks, dim)))
 
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
-        return tuple(_call("unbind.int", (self, dim)))
+        return tuple(_call_list("unbind.int", (self, dim)))
 
     def __getitem__(self, index: Any) -> Tensor:
         return _index(self, index)
@@ -726,8 +727,10 @@ def wrap_number(value: bool | int | float) -> Tensor:
 def _w(x: Any) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    if isinstance(x, bool | int | float) or isinstance(x, numbers.Real):
-        return wrap_number(x if isinstance(x, bool | int | float) else float(x))
+    if isinstance(x, bool | int | float):
+        return wrap_number(x)
+    if isinstance(x, numbers.Real):
+        return wrap_number(float(x))
     raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}")
 
 
@@ -772,7 +775,7 @@ def _wrap_dim(dim: int, ndim: int) -> int:
 _ENTRIES: dict[str, OperatorEntry] = {}
 
 
-def _call(name: str, args: tuple[Any, ...]) -> Any:
+def _call_any(name: str, args: tuple[Any, ...]) -> Any:
     """Call ``aten::<name>`` with an already-complete argument tuple."""
     entry = _ENTRIES.get(name)
     if entry is None or entry.binder is None:
@@ -781,15 +784,25 @@ def _call(name: str, args: tuple[Any, ...]) -> Any:
     return _d.call(entry, args)
 
 
+def _call(name: str, args: tuple[Any, ...]) -> Tensor:
+    """Call an operator that returns one tensor."""
+    out: Tensor = _call_any(name, args)
+    return out
+
+
+def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
+    """Call an operator that returns ``Tensor[]``."""
+    out: list[Tensor] = _call_any(name, args)
+    return out
+
+
 def _index(t: Tensor, index: Any) -> Tensor:
     """Basic indexing as a chain of select / slice / unsqueeze operator calls."""
     if not isinstance(index, tuple):
         index = (index,)
     n_specified = sum(1 for i in index if i is not None and i is not Ellipsis)
     if n_specified > t.dim():
-        raise IndexError(
-            f"too many indices for tensor of dimension {t.dim()}"
-        )
+        raise IndexError(f"too many indices for tensor of dimension {t.dim()}")
     out = t
     dim = 0
     for i, idx in enumerate(index):

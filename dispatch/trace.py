@@ -70,7 +70,9 @@ class Trace:
         """(operator, key) for every kernel that ran, in order."""
         return [(e.op, e.key) for e in self.events]
 
-    def on_call(self, entry: OperatorEntry, args: tuple[Any, ...], ks: int, redispatch: bool) -> Any:
+    def on_call(
+        self, entry: OperatorEntry, args: tuple[Any, ...], ks: int, redispatch: bool
+    ) -> Any:
         i = ks.bit_length()
         te = entry.table[i]
         ev = DispatchEvent(

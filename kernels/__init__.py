@@ -75,8 +75,13 @@ def _load() -> None:
             dispatcher.register_kernel(
                 full,
                 K.BackendSelect,
-                KernelFunction(bs, True, _debug(make_backend_select_kernel), convention="full",
-                               name="backend_select"),
+                KernelFunction(
+                    bs,
+                    True,
+                    _debug(make_backend_select_kernel),
+                    convention="full",
+                    name="backend_select",
+                ),
             )
         elif nf.kind == "cia":
             tables = [(K.CompositeImplicitAutograd, R.COMPOSITE_IMPLICIT)]

@@ -50,7 +50,9 @@ def result_type(*operands: Any) -> DType:
             if o._is_wrapped_number:
                 if d.is_floating_point:
                     d = dt.float32
-                wrapped_result = d if wrapped_result is None else dt.promote_types(wrapped_result, d)
+                wrapped_result = (
+                    d if wrapped_result is None else dt.promote_types(wrapped_result, d)
+                )
             elif o._data.ndim == 0:
                 zero_result = d if zero_result is None else dt.promote_types(zero_result, d)
             else:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from dispatch.dtypes import DType
-from dispatch.tensorimpl import Tensor, _call
+from dispatch.tensorimpl import Tensor, _call, _call_list
 from kernels._registry import composite_explicit, composite_implicit
 from kernels.cpu import view_array, wrap_dim
 
@@ -97,8 +97,8 @@ def chunk(self: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
     size = self.shape[wrap_dim(dim, self.dim())]
     split_size = -(-size // chunks)
     if split_size == 0 and size == 0:
-        return list(_call("split_with_sizes", (self, [0] * chunks, dim)))
-    return list(_call("split.Tensor", (self, split_size, dim)))
+        return list(_call_list("split_with_sizes", (self, [0] * chunks, dim)))
+    return list(_call_list("split.Tensor", (self, split_size, dim)))
 
 
 @composite_implicit("contiguous")
@@ -112,12 +112,24 @@ def _like(name: str, self: Tensor, dtype: DType | None, device: Any) -> Tensor:
 
 
 @composite_explicit("ones_like")
-def ones_like(self: Tensor, dtype: DType | None = None, layout: Any = None, device: Any = None,
-              pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+def ones_like(
+    self: Tensor,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+    memory_format: Any = None,
+) -> Tensor:
     return _like("ones", self, dtype, device)
 
 
 @composite_explicit("zeros_like")
-def zeros_like(self: Tensor, dtype: DType | None = None, layout: Any = None, device: Any = None,
-               pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+def zeros_like(
+    self: Tensor,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+    memory_format: Any = None,
+) -> Tensor:
     return _like("zeros", self, dtype, device)

@@ -295,8 +295,8 @@ def _make_unary(name: str, fn: Callable[..., Any], to_float: bool) -> None:
         cpu(f"{name}_")(inplace)
 
 
-for _name, (_fn, _to_float) in _UNARY.items():
-    _make_unary(_name, _fn, _to_float)
+for _uname, (_ufn, _to_float) in _UNARY.items():
+    _make_unary(_uname, _ufn, _to_float)
 
 
 # ------------------------------------------------------------------------------------------
@@ -325,10 +325,14 @@ def sum_(self: Tensor, dtype: DType | None = None) -> Tensor:
 
 
 @cpu("sum.dim_IntList")
-def sum_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+def sum_dim(
+    self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
+) -> Tensor:
     r = _sum_dtype(self, dtype)
     axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
-    return new_cpu_tensor(np.asarray(np.sum(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim)))
+    return new_cpu_tensor(
+        np.asarray(np.sum(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim))
+    )
 
 
 def _mean_dtype(self: Tensor, dtype: DType | None) -> DType:
@@ -349,7 +353,9 @@ def mean(self: Tensor, dtype: DType | None = None) -> Tensor:
 
 
 @cpu("mean.dim")
-def mean_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+def mean_dim(
+    self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
+) -> Tensor:
     r = _mean_dtype(self, dtype)
     axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -370,16 +376,22 @@ def _same_dtype(a: Tensor, b: Tensor, what: str = "m1 and m2") -> None:
 
 
 def _cname(d: DType) -> str:
-    return {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
-            "bool": "bool", "float16": "c10::Half"}[d.name]
+    return {
+        "float32": "float",
+        "float64": "double",
+        "int64": "long int",
+        "int32": "int",
+        "bool": "bool",
+        "float16": "c10::Half",
+    }[d.name]
 
 
 def check_mm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
     a, b = self._data, mat2._data
     if a.ndim != 2:
-        raise RuntimeError(f"self must be a matrix")
+        raise RuntimeError("self must be a matrix")
     if b.ndim != 2:
-        raise RuntimeError(f"mat2 must be a matrix")
+        raise RuntimeError("mat2 must be a matrix")
     if a.shape[1] != b.shape[0]:
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
@@ -398,9 +410,7 @@ def mm(self: Tensor, mat2: Tensor) -> Tensor:
 def check_mv(self: Tensor, vec: Tensor) -> tuple[int, ...]:
     a, v = self._data, vec._data
     if a.ndim != 2 or v.ndim != 1:
-        raise RuntimeError(
-            f"vector + matrix @ vector expected, got 1, {a.ndim}, {v.ndim}"
-        )
+        raise RuntimeError(f"vector + matrix @ vector expected, got 1, {a.ndim}, {v.ndim}")
     if a.shape[1] != v.shape[0]:
         raise RuntimeError(
             f"size mismatch, got input ({a.shape[0]}), mat ({a.shape[0]}x{a.shape[1]}), vec ({v.shape[0]})"
@@ -418,15 +428,11 @@ def mv(self: Tensor, vec: Tensor) -> Tensor:
 def check_dot(self: Tensor, other: Tensor) -> tuple[int, ...]:
     a, b = self._data, other._data
     if a.ndim != 1 or b.ndim != 1:
-        raise RuntimeError(
-            f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors"
-        )
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
     if a.shape[0] != b.shape[0]:
         raise RuntimeError(
-            "inconsistent tensor size, expected tensor [{}] and src [{}] to have the same number "
-            "of elements, but got {} and {} elements respectively".format(
-                a.shape[0], b.shape[0], a.shape[0], b.shape[0]
-            )
+            f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have the same number "
+            f"of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively"
         )
     if self.dtype != other.dtype:
         raise RuntimeError(
@@ -445,9 +451,9 @@ def dot(self: Tensor, other: Tensor) -> Tensor:
 def check_bmm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
     a, b = self._data, mat2._data
     if a.ndim != 3:
-        raise RuntimeError(f"batch1 must be a 3D tensor")
+        raise RuntimeError("batch1 must be a 3D tensor")
     if b.ndim != 3:
-        raise RuntimeError(f"batch2 must be a 3D tensor")
+        raise RuntimeError("batch2 must be a 3D tensor")
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
         raise RuntimeError(
             f"Expected size for first two dimensions of batch2 tensor to be: [{a.shape[0]}, "
@@ -687,16 +693,16 @@ def select(self: Tensor, dim: int, index: int) -> Tensor:
     d = wrap_dim(dim, a.ndim)
     n = a.shape[d]
     if not -n <= index < n:
-        raise IndexError(
-            f"index {index} is out of bounds for dimension {d} with size {n}"
-        )
+        raise IndexError(f"index {index} is out of bounds for dimension {d} with size {n}")
     idx = (slice(None),) * d + (index,)
     return new_view_tensor(a[idx], self)
 
 
 @cpu("slice.Tensor")
 @meta("slice.Tensor")
-def slice_(self: Tensor, dim: int = 0, start: int | None = None, end: int | None = None, step: int = 1) -> Tensor:
+def slice_(
+    self: Tensor, dim: int = 0, start: int | None = None, end: int | None = None, step: int = 1
+) -> Tensor:
     a = self._data
     if a.ndim == 0:
         raise IndexError("slice() cannot be applied to a 0-dim tensor.")
@@ -709,7 +715,9 @@ def slice_(self: Tensor, dim: int = 0, start: int | None = None, end: int | None
 
 def _split_sizes(n: int, split_size: int) -> list[int]:
     if split_size < 0:
-        raise RuntimeError(f"split expects split_size be non-negative, but got split_size={split_size}")
+        raise RuntimeError(
+            f"split expects split_size be non-negative, but got split_size={split_size}"
+        )
     if split_size == 0:
         if n != 0:
             raise RuntimeError(
@@ -818,20 +826,36 @@ def _float_or(dtype: DType | None) -> DType:
 
 
 @cpu("empty.memory_format")
-def empty(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
-          pin_memory: Any = None, memory_format: Any = None) -> Tensor:
+def empty(
+    size: list[int],
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+    memory_format: Any = None,
+) -> Tensor:
     return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
 
 
 @cpu("zeros")
-def zeros(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
-          pin_memory: Any = None) -> Tensor:
+def zeros(
+    size: list[int],
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
 
 
 @cpu("ones")
-def ones(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
-         pin_memory: Any = None) -> Tensor:
+def ones(
+    size: list[int],
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     return new_cpu_tensor(np.ones(_size(size), dtype=_float_or(dtype).numpy))
 
 
@@ -846,8 +870,14 @@ def full_dtype(fill_value: Any, dtype: DType | None) -> DType:
 
 
 @cpu("full")
-def full(size: list[int], fill_value: Any, dtype: DType | None = None, layout: Any = None,
-         device: Any = None, pin_memory: Any = None) -> Tensor:
+def full(
+    size: list[int],
+    fill_value: Any,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     d = full_dtype(fill_value, dtype)
     return new_cpu_tensor(np.full(_size(size), fill_value, dtype=d.numpy))
 
@@ -865,27 +895,49 @@ def arange_values(start: Any, end: Any, step: Any, dtype: DType | None) -> tuple
 
 
 @cpu("arange")
-def arange(end: Any, dtype: DType | None = None, layout: Any = None, device: Any = None,
-           pin_memory: Any = None) -> Tensor:
+def arange(
+    end: Any,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     return arange_start_step(0, end, 1, dtype)
 
 
 @cpu("arange.start_step")
-def arange_start_step(start: Any, end: Any, step: Any = 1, dtype: DType | None = None,
-                      layout: Any = None, device: Any = None, pin_memory: Any = None) -> Tensor:
+def arange_start_step(
+    start: Any,
+    end: Any,
+    step: Any = 1,
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     n, d = arange_values(start, end, step, dtype)
     return new_cpu_tensor((start + np.arange(n, dtype=np.float64) * step).astype(d.numpy))
 
 
 @cpu("rand")
-def rand(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
-         pin_memory: Any = None) -> Tensor:
+def rand(
+    size: list[int],
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     d = _float_or(dtype)
     return new_cpu_tensor(_rng.random(_size(size)).astype(d.numpy))
 
 
 @cpu("randn")
-def randn(size: list[int], dtype: DType | None = None, layout: Any = None, device: Any = None,
-          pin_memory: Any = None) -> Tensor:
+def randn(
+    size: list[int],
+    dtype: DType | None = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+) -> Tensor:
     d = _float_or(dtype)
     return new_cpu_tensor(_rng.standard_normal(_size(size)).astype(d.numpy))

@@ -45,7 +45,9 @@ def standard_fallbacks() -> list[tuple[DispatchKey, KernelFunction]]:
         (DispatchKey.Python, make_fallthrough(_HERE)),
         (
             DispatchKey.Meta,
-            KernelFunction(meta_fallback, False, _HERE, convention="fallback", name="meta_fallback"),
+            KernelFunction(
+                meta_fallback, False, _HERE, convention="fallback", name="meta_fallback"
+            ),
         ),
     ]
     for k in AUTOGRAD_KEYS:

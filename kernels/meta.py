@@ -49,7 +49,7 @@ for _n, _a in (("add", True), ("sub", True), ("mul", False), ("div", False)):
 
 @meta("add.out", "mul.out")
 def binary_out(self: Tensor, other: Tensor, *rest: Any) -> Tensor:
-    out = rest[-1]
+    out: Tensor = rest[-1]
     r = result_type(self, other)
     C.check_cast(r, out.dtype)
     shape = C.broadcast_shape(_shape(self), _shape(other))
@@ -107,7 +107,9 @@ def sum_(self: Tensor, dtype: DType | None = None) -> Tensor:
 
 
 @meta("sum.dim_IntList")
-def sum_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+def sum_dim(
+    self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
+) -> Tensor:
     return new_meta(_reduced(_shape(self), dim, keepdim), C._sum_dtype(self, dtype))
 
 
@@ -117,7 +119,9 @@ def mean(self: Tensor, dtype: DType | None = None) -> Tensor:
 
 
 @meta("mean.dim")
-def mean_dim(self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None) -> Tensor:
+def mean_dim(
+    self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
+) -> Tensor:
     return new_meta(_reduced(_shape(self), dim, keepdim), C._mean_dtype(self, dtype))
 
 
@@ -187,6 +191,8 @@ def arange(end: Any, dtype: DType | None = None, *rest: Any) -> Tensor:
 
 
 @meta("arange.start_step")
-def arange_start_step(start: Any, end: Any, step: Any = 1, dtype: DType | None = None, *rest: Any) -> Tensor:
+def arange_start_step(
+    start: Any, end: Any, step: Any = 1, dtype: DType | None = None, *rest: Any
+) -> Tensor:
     n, d = C.arange_values(start, end, step, dtype)
     return new_meta((n,), d)

@@ -37,7 +37,10 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     # -- pointwise binary ---------------------------------------------------------------
     _F("aten::add.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", "cpu"),
     _F("aten::add.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cpu"),
-    _F("aten::add.out(Tensor self, Tensor other, *, Scalar alpha=1, Tensor(a!) out) -> Tensor(a!)", "cpu"),
+    _F(
+        "aten::add.out(Tensor self, Tensor other, *, Scalar alpha=1, Tensor(a!) out) -> Tensor(a!)",
+        "cpu",
+    ),
     _F("aten::add_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", "cpu"),
     _F("aten::add_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)", "cpu"),
     _F("aten::sub.Tensor(Tensor self, Tensor other, *, Scalar alpha=1) -> Tensor", "cpu"),
@@ -79,9 +82,15 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::tanh(Tensor self) -> Tensor", "cpu"),
     # -- reductions and linear algebra ----------------------------------------------------
     _F("aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor", "cpu"),
-    _F("aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor", "cpu"),
+    _F(
+        "aten::sum.dim_IntList(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+        "cpu",
+    ),
     _F("aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor", "cpu"),
-    _F("aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor", "cpu"),
+    _F(
+        "aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
+        "cpu",
+    ),
     _F("aten::mm(Tensor self, Tensor mat2) -> Tensor", "cpu"),
     _F("aten::mv(Tensor self, Tensor vec) -> Tensor", "cpu"),
     _F("aten::dot(Tensor self, Tensor tensor) -> Tensor", "cpu"),
@@ -89,14 +98,20 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::matmul(Tensor self, Tensor other) -> Tensor", "cia"),
     # -- copies and in-place fills ----------------------------------------------------------
     _F("aten::clone(Tensor self, *, MemoryFormat? memory_format=None) -> Tensor", "cpu"),
-    _F("aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=contiguous_format) -> Tensor(a)", "cia"),
+    _F(
+        "aten::contiguous(Tensor(a) self, *, MemoryFormat memory_format=contiguous_format) -> Tensor(a)",
+        "cia",
+    ),
     _F("aten::copy_(Tensor(a!) self, Tensor src, bool non_blocking=False) -> Tensor(a!)", "cpu"),
     _F("aten::zero_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
     _F("aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)", "cpu"),
     _F("aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)", "cpu"),
     _F("aten::detach(Tensor(a) self) -> Tensor(a)", "cpu", view="non_differentiable"),
     _F("aten::detach_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
-    _F("aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor", "cpu"),
+    _F(
+        "aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor",
+        "cpu",
+    ),
     # -- views ------------------------------------------------------------------------------
     _F("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", "cpu", view="view"),
     _F("aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", "cia"),
@@ -107,12 +122,28 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::unsqueeze(Tensor(a) self, int dim) -> Tensor(a)", "cpu", view="view"),
     _F("aten::squeeze(Tensor(a) self) -> Tensor(a)", "cpu", view="view"),
     _F("aten::squeeze.dim(Tensor(a) self, int dim) -> Tensor(a)", "cpu", view="view"),
-    _F("aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)", "cpu", view="view"),
+    _F(
+        "aten::expand(Tensor(a) self, SymInt[] size, *, bool implicit=False) -> Tensor(a)",
+        "cpu",
+        view="view",
+    ),
     _F("aten::narrow(Tensor(a) self, int dim, SymInt start, SymInt length) -> Tensor(a)", "cia"),
     _F("aten::select.int(Tensor(a) self, int dim, SymInt index) -> Tensor(a)", "cpu", view="view"),
-    _F("aten::slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)", "cpu", view="view"),
-    _F("aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]", "cpu", view="multi"),
-    _F("aten::split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]", "cpu", view="multi"),
+    _F(
+        "aten::slice.Tensor(Tensor(a) self, int dim=0, SymInt? start=None, SymInt? end=None, SymInt step=1) -> Tensor(a)",
+        "cpu",
+        view="view",
+    ),
+    _F(
+        "aten::split.Tensor(Tensor(a -> *) self, SymInt split_size, int dim=0) -> Tensor(a)[]",
+        "cpu",
+        view="multi",
+    ),
+    _F(
+        "aten::split_with_sizes(Tensor(a -> *) self, SymInt[] split_sizes, int dim=0) -> Tensor(a)[]",
+        "cpu",
+        view="multi",
+    ),
     _F("aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]", "cia"),
     _F("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", "cpu", view="multi"),
     # -- in-place view-metadata ops -----------------------------------------------------------
@@ -121,14 +152,44 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu"),
     _F("aten::squeeze_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
     # -- factories -------------------------------------------------------------------------
-    _F("aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor", "factory"),
-    _F("aten::zeros(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::rand(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::randn(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor", "factory"),
-    _F("aten::ones_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor", "cea"),
-    _F("aten::zeros_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor", "cea"),
+    _F(
+        "aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::zeros(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::ones(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::full(SymInt[] size, Scalar fill_value, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::arange(Scalar end, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::arange.start_step(Scalar start, Scalar end, Scalar step=1, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::rand(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::randn(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::ones_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",
+        "cea",
+    ),
+    _F(
+        "aten::zeros_like(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",
+        "cea",
+    ),
 )

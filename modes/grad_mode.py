@@ -59,7 +59,7 @@ class _DecoratorGuard(Guard):
         return super().__new__(cls)
 
 
-class no_grad(_DecoratorGuard):  # noqa: N801  torch's name
+class no_grad(_DecoratorGuard):
     """``torch.no_grad``: context manager and decorator (``@no_grad`` or ``@no_grad()``)."""
 
     __slots__ = ()
@@ -71,7 +71,7 @@ class no_grad(_DecoratorGuard):  # noqa: N801  torch's name
         _tls.grad_mode = False
 
 
-class enable_grad(_DecoratorGuard):  # noqa: N801
+class enable_grad(_DecoratorGuard):
     """``torch.enable_grad``."""
 
     __slots__ = ()
@@ -83,11 +83,11 @@ class enable_grad(_DecoratorGuard):  # noqa: N801
         _tls.grad_mode = True
 
 
-class set_grad_enabled(Guard):  # noqa: N801
+class set_grad_enabled(Guard):
     """``torch.set_grad_enabled(mode)``: takes effect when called, as torch's does;
     as a context manager it restores the mode from before the call."""
 
-    __slots__ = ("mode", "_prev")
+    __slots__ = ("_prev", "mode")
 
     def __init__(self, mode: bool) -> None:
         super().__init__()

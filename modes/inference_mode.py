@@ -47,7 +47,7 @@ class InferenceMode(Guard):
             s.excluded = s.excluded & ~RAW_AUTOGRAD
 
 
-class inference_mode(InferenceMode):  # noqa: N801  torch's name
+class inference_mode(InferenceMode):
     """``torch.inference_mode(mode=True)``: context manager and decorator
     (``@inference_mode``, ``@inference_mode()``, ``@inference_mode(False)``)."""
 
