@@ -61,7 +61,11 @@ def _load() -> None:
 
     for nf in NATIVE_FUNCTIONS:
         schema = parse_schema(nf.schema)
-        extra = {"view": nf.view} if nf.view else None
+        extra: dict[str, Any] = {}
+        if nf.view:
+            extra["view"] = nf.view
+        if not nf.bump_version:
+            extra["bump"] = False
         dispatcher.register_def(schema, _debug(load), extra)
         full = schema.full_name
         short = full.split("::", 1)[1]

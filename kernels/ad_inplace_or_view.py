@@ -83,7 +83,8 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
     schema = entry.schema
     assert schema is not None
     args = schema.arguments
-    mutable = tuple(i for i, a in enumerate(args) if a.is_mutable)
+    bumps = entry.extra.get("bump", True)
+    mutable = tuple(i for i, a in enumerate(args) if a.is_mutable and bumps)
     mutable_lists = tuple(i for i in mutable if args[i].is_list)
     mutable_single = tuple(i for i in mutable if not args[i].is_list)
     views: list[tuple[int, int]] = []  # (return index, argument index)

@@ -14,7 +14,9 @@ for these overloads), plus what kind of kernel serves it:
 ``view`` names the kind of alias a ``Tensor(a)`` return is: ``"view"`` (a
 differentiable view, tracked with ``_base``), ``"multi"`` (several views of one
 base: unbind/split/chunk) or ``"non_differentiable"`` (``detach``: shares the
-version counter, is not a view).
+version counter, is not a view). ``bump_version=False`` marks the one mutable
+schema whose ADInplaceOrView kernel PyTorch writes by hand without a bump
+(``detach_`` only changes autograd metadata).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class NativeFunction:
     schema: str
     kind: str  # "cpu" | "cea" | "cia" | "factory"
     view: str | None = None
+    bump_version: bool = True  # False: a Tensor(a!) that PyTorch's kernel does not bump (detach_)
 
 
 _F = NativeFunction
@@ -107,7 +110,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::fill_.Scalar(Tensor(a!) self, Scalar value) -> Tensor(a!)", "cpu"),
     _F("aten::fill_.Tensor(Tensor(a!) self, Tensor value) -> Tensor(a!)", "cpu"),
     _F("aten::detach(Tensor(a) self) -> Tensor(a)", "cpu", view="non_differentiable"),
-    _F("aten::detach_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
+    _F("aten::detach_(Tensor(a!) self) -> Tensor(a!)", "cpu", bump_version=False),
     _F(
         "aten::_to_copy(Tensor self, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, bool non_blocking=False, MemoryFormat? memory_format=None) -> Tensor",
         "cpu",
