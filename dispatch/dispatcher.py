@@ -27,8 +27,9 @@ from dispatch.operator import KernelFunction, OperatorEntry, TableEntry, fallthr
 from dispatch.schema import NO_DEFAULT, FunctionSchema, parse_schema
 from dispatch.tls import state as _tls
 
-if TYPE_CHECKING:
-    from dispatch.tensorimpl import Tensor
+# tensorimpl imports this module; by the time a call binds, both are loaded.
+from dispatch.tensorimpl import Tensor, wrap_number  # noqa: E402
+
 
 __all__ = [
     "Dispatcher",
@@ -49,6 +50,11 @@ def caller_debug(depth: int = 2) -> str:
 # ----------------------------------------------------------------------------------------
 # Argument binding: from a Python call to the full argument tuple in schema order.
 # ----------------------------------------------------------------------------------------
+class ArgumentError(TypeError, RuntimeError):
+    """Arguments that do not fit an operator's schema. PyTorch raises RuntimeError
+    with these texts; Python code expects TypeError — this is both."""
+
+
 class Binder:
     """Binds ``(*args, **kwargs)`` to a schema and extracts the tensor key sets.
 
@@ -85,44 +91,41 @@ class Binder:
         )
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        schema = self.schema
+        name = schema.full_name.split(".")[0]
         n_args = self.n_args
-        if len(args) > self.n_pos and not (len(args) == n_args and not kwargs):
-            raise TypeError(
-                f"{self.schema.full_name}() takes {self.n_pos} positional argument(s) but "
-                f"{len(args)} were given; schema: {self.schema}"
+        if len(args) > self.n_pos:
+            raise ArgumentError(
+                f"{name}() takes {self.n_pos} positional argument(s) but {len(args)} was/were "
+                f"given.  Declaration: {schema}"
             )
         full = list(args)
-        if len(full) < n_args:
-            full.extend([NO_DEFAULT] * (n_args - len(full)))
+        full.extend([NO_DEFAULT] * (n_args - len(full)))
         if kwargs:
             index = self.index
-            for name, value in kwargs.items():
-                i = index.get(name)
+            for key, value in kwargs.items():
+                i = index.get(key)
                 if i is None:
-                    raise TypeError(
-                        f"{self.schema.full_name}() got an unexpected keyword argument "
-                        f"'{name}'; schema: {self.schema}"
+                    raise ArgumentError(
+                        f"{name}() got an unexpected keyword argument '{key}'. Declaration: {schema}"
                     )
                 if i < len(args):
-                    raise TypeError(
-                        f"{self.schema.full_name}() got multiple values for argument "
-                        f"'{name}'; schema: {self.schema}"
+                    raise ArgumentError(
+                        f"{name}() got multiple values for argument '{key}'. Declaration: {schema}"
                     )
                 full[i] = value
         for i in range(len(args), n_args):
             if full[i] is NO_DEFAULT:
                 d = self.defaults[i]
                 if d is NO_DEFAULT:
-                    raise TypeError(
-                        f"{self.schema.full_name}() missing required argument "
-                        f"'{self.names[i]}' (position {i}); schema: {self.schema}"
+                    raise ArgumentError(
+                        f"{name}() is missing value for argument '{self.names[i]}'. "
+                        f"Declaration: {schema}"
                     )
                 full[i] = list(d) if isinstance(d, list) else d
         return self.check_tensors(full)
 
     def check_tensors(self, full: list[Any]) -> tuple[Any, ...]:
-        from dispatch.tensorimpl import Tensor, wrap_number
-
         args = self.schema.arguments
         for i in self.tensor_pos:
             v = full[i]
@@ -133,10 +136,7 @@ class Binder:
             if isinstance(v, bool | int | float):
                 full[i] = wrap_number(v)
                 continue
-            raise TypeError(
-                f"{self.schema.full_name}(): argument '{self.names[i]}' (position {i}) must be "
-                f"{args[i].type}, not {type(v).__name__}; schema: {self.schema}"
-            )
+            self._type_error(i, v)
         for i in self.tensorlist_pos:
             v = full[i]
             if v is None and args[i].is_optional:
@@ -144,11 +144,16 @@ class Binder:
             if not isinstance(v, list | tuple) or not all(
                 isinstance(t, Tensor) or (t is None and args[i].elem_optional) for t in v
             ):
-                raise TypeError(
-                    f"{self.schema.full_name}(): argument '{self.names[i]}' (position {i}) must "
-                    f"be {args[i].type}, not {type(v).__name__}; schema: {self.schema}"
-                )
+                self._type_error(i, v)
         return tuple(full)
+
+    def _type_error(self, i: int, value: Any) -> None:
+        schema = self.schema
+        raise ArgumentError(
+            f"{schema.full_name.split('.')[0]}() Expected a value of type "
+            f"'{schema.arguments[i].type}' for argument '{self.names[i]}' but instead found type "
+            f"'{type(value).__name__}'.\nPosition: {i}\nValue: {value!r}\nDeclaration: {schema}"
+        )
 
     def tensor_keys(self, args: Sequence[Any]) -> int:
         """Union of the raw key sets of every tensor argument."""

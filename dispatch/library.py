@@ -82,8 +82,8 @@ class Library:
 
     # -- def ------------------------------------------------------------------------------
     def define(self, schema: str, alias_analysis: str = "", *, tags: Any = ()) -> str:
-        """Define an operator in this library's namespace; returns its name (``"op"`` or
-        ``"op.overload"``)."""
+        """Define an operator in this library's namespace; returns its name without the
+        overload (``"f"`` for ``"f.two(...)"``), as torch.library does."""
         self._check_open()
         if alias_analysis not in ("", "FROM_SCHEMA", "CONSERVATIVE"):
             raise RuntimeError(f"Invalid alias_analysis type {alias_analysis}")
@@ -108,15 +108,30 @@ class Library:
         undo = dispatcher.register_def(parsed, _debug(2))
         self._undo.append(undo)
         self._op_defs.add(parsed.full_name)
-        return parsed.name + (f".{parsed.overload_name}" if parsed.overload_name else "")
+        return parsed.name
 
     # -- impl -----------------------------------------------------------------------------
     def _resolve_name(self, op_name: str | OpOverload) -> str:
         if isinstance(op_name, OpOverload):
-            return op_name.entry.name
-        if not isinstance(op_name, str) or not op_name:
+            name = op_name.entry.name
+        elif not isinstance(op_name, str) or not op_name:
             raise TypeError(f"op_name must be a non-empty str or an OpOverload, not {op_name!r}")
-        name = op_name if "::" in op_name else f"{self.ns}::{op_name}"
+        else:
+            name = op_name if "::" in op_name else f"{self.ns}::{op_name}"
+        ns = name.split("::", 1)[0]
+        if ns != self.ns:
+            block = {
+                "DEF": "TORCH_LIBRARY",
+                "IMPL": "TORCH_LIBRARY_IMPL",
+                "FRAGMENT": "TORCH_LIBRARY_FRAGMENT",
+            }[self.kind]
+            raise RuntimeError(
+                f'impl("{name}", ...): Explicitly provided namespace ({ns}) in operator name does '
+                f"not match namespace of enclosing {block} block ({self.ns}).  Move this "
+                f"definition to the {block} block corresponding to this namespace (and consider "
+                "deleting the namespace from your schema string.)  (Error occurred while "
+                f"processing {block} block at {self._debug[len('registered at ') :]})"
+            )
         return name[: -len(".default")] if name.endswith(".default") else name
 
     def impl(

@@ -40,6 +40,10 @@ Deliberate differences from torch, all listed here:
   x=1E5`` as the int ``1``).
 * Duplicate argument names, duplicate return names and a second bare ``*`` are
   errors (torch accepts all three silently).
+* Whitespace, including newlines, may separate any two tokens (torch's lexer
+  treats a newline outside parentheses as a token); ``#`` comments are skipped
+  as in torch.  ``__torch__.torch.classes.<ns>.<Class>`` types are accepted
+  without checking that the class is registered.
 * Where torch's printer emits text its own parser cannot read back, the
   printer here emits a parseable equivalent: an element alias on an optional
   element prints ``Tensor(a)?[]`` (torch: ``Tensor?(a)[]``), a ``Device``
@@ -261,10 +265,14 @@ class SchemaParseError(RuntimeError):
         self.position = position
         self.expected = expected
         self.found = found
+        self.length = length
         super().__init__(
             f"expected {expected} but found '{found}' here:\n"
             f"{_highlight(text, position, length)}(position {position})\n"
         )
+
+    def __reduce__(self) -> tuple[type[SchemaParseError], tuple[str, int, str, str, int]]:
+        return (type(self), (self.text, self.position, self.expected, self.found, self.length))
 
 
 def _highlight(text: str, position: int, length: int) -> str:
