@@ -1,9 +1,14 @@
-"""The backend fallbacks dispatchsim installs at start-up, as PyTorch 2.13 does
-(``_dispatch_dump_table`` shows them): mirrors VariableFallbackKernel.cpp,
-BackendSelectFallbackKernel.cpp and MetaFallbackKernel.cpp.
+"""The backend fallbacks dispatchsim installs at start-up, after those PyTorch
+2.13 registers (``_dispatch_dump_table`` shows them): mirrors
+VariableFallbackKernel.cpp, BackendSelectFallbackKernel.cpp and
+MetaFallbackKernel.cpp.
 
-* ADInplaceOrView, BackendSelect, Python: fallthrough (an op with no kernel
-  there costs nothing at that key);
+* ADInplaceOrView, BackendSelect: fallthrough, as in PyTorch (an op with no
+  kernel there costs nothing at that key);
+* Python: fallthrough. PyTorch registers a real fallback here
+  (PythonFallbackKernel.cpp) that hands the call to Python modes and tensor
+  subclasses; dispatchsim has neither, so the key does nothing until a user
+  registers a fallback of their own (``Library("_", "IMPL").fallback(fn, "Python")``);
 * Autograd keys: the autograd fallback — redispatch below Autograd, leaving
   the thread-local state alone (reference (f).9: kernels reached this way see
   nothing excluded, so the operators they call record autograd themselves);
