@@ -47,6 +47,8 @@ def _data_str(a: np.ndarray[Any, Any]) -> str:
     flat = a.reshape(-1)
     if flat.size > 2000:  # printed summarised: the edges decide the width
         flat = np.concatenate([flat[:1000], flat[-1000:]])
+    if a.dtype.kind == "f":  # torch sizes columns from the finite values only
+        flat = flat[np.isfinite(flat)]
     width = max((len(base(x)) for x in flat), default=0)
     items = {k: (lambda x, f=f: f(x).rjust(width)) for k, f in items.items()}
     return np.array2string(
@@ -76,7 +78,7 @@ def tensor_repr(t: Tensor) -> str:
         body = _data_str(a) if a.size else "[]"
         if a.size == 0 and a.ndim != 1:
             suffixes.append(f"size={tuple(a.shape)}")
-        if default_dtype is not t.dtype:
+        if default_dtype is not t.dtype or (a.size == 0 and t.dtype is not dt.float32):
             suffixes.append(f"dtype={t.dtype}")
     if t._grad_fn is not None:
         name = t._grad_fn.name() if hasattr(t._grad_fn, "name") else type(t._grad_fn).__name__

@@ -19,17 +19,14 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from dispatch.keys import KEY_BY_INDEX, RUNTIME_KEYS, DispatchKey
 from dispatch.keyset import DispatchKeySet
 from dispatch.operator import KernelFunction, OperatorEntry, TableEntry, fallthrough_kernel
 from dispatch.schema import NO_DEFAULT, FunctionSchema, parse_schema
+from dispatch.tensorimpl import Tensor, wrap_number  # a cycle: tensorimpl uses us lazily
 from dispatch.tls import state as _tls
-
-# tensorimpl imports this module; by the time a call binds, both are loaded.
-from dispatch.tensorimpl import Tensor, wrap_number  # noqa: E402
-
 
 __all__ = [
     "Dispatcher",

@@ -33,29 +33,39 @@ __all__ = [
 
 
 def _infer_dtype(data: Any) -> DType:
-    if isinstance(data, np.ndarray):
+    """torch.tensor's inference: numpy arrays and scalars keep their dtype, Python
+    floats take the default dtype (float32), ints int64, bools bool; a nested list
+    promotes its elements' dtypes."""
+    if isinstance(data, np.ndarray | np.generic):
         return _dt.from_numpy(data.dtype)
     if isinstance(data, Tensor):
         return data.dtype
-    flat: list[Any] = []
+    found: list[DType] = []
 
     def walk(x: Any) -> None:
         if isinstance(x, list | tuple):
             for y in x:
                 walk(y)
+        elif isinstance(x, np.generic | np.ndarray):
+            found.append(_dt.from_numpy(x.dtype))
+        elif isinstance(x, bool):
+            found.append(_dt.bool_)
+        elif isinstance(x, int):
+            found.append(_dt.int64)
+        elif isinstance(x, float):
+            found.append(_dt.float32)
+        elif isinstance(x, Tensor):
+            raise TypeError("dispatch.tensor(): a list of tensors is not supported")
         else:
-            flat.append(x)
+            raise TypeError(f"new(): invalid data type '{type(x).__name__}'")
 
     walk(data)
-    if any(isinstance(x, float | np.floating) for x in flat):
+    if not found:
         return _dt.float32
-    if flat and all(isinstance(x, bool | np.bool_) for x in flat):
-        return _dt.bool_
-    if any(isinstance(x, Tensor) for x in flat):
-        raise TypeError("dispatch.tensor(): a list of tensors is not supported; use stack")
-    if not flat:
-        return _dt.float32
-    return _dt.int64
+    out = found[0]
+    for d in found[1:]:
+        out = _dt.promote_types(out, d)
+    return out
 
 
 def _device_str(device: Any) -> str:
@@ -76,10 +86,7 @@ def tensor(
     dev = _device_str(device)
     if dev == "meta":
         arr = meta_array(arr.shape, arr.dtype)
-    out = new_tensor(arr, dev)
-    if requires_grad:
-        out.requires_grad_(True)
-    return out
+    return _finish(new_tensor(arr, dev), requires_grad)
 
 
 def _size(size: Sequence[Any]) -> list[int]:
@@ -95,6 +102,10 @@ def _size(size: Sequence[Any]) -> list[int]:
 
 def _finish(t: Tensor, requires_grad: bool) -> Tensor:
     if requires_grad:
+        if not t.dtype.is_floating_point:
+            raise RuntimeError(
+                "Only Tensors of floating point and complex dtype can require gradients"
+            )
         t.requires_grad_(True)
     return t
 

@@ -305,7 +305,10 @@ class Tensor:
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead."
             )
         if self.is_meta:
-            raise RuntimeError("Can't call numpy() on Tensor that has no storage (device='meta').")
+            raise TypeError(
+                "can't convert meta device type tensor to numpy. Use Tensor.cpu() to copy the "
+                "tensor to host memory first."
+            )
         return self._data
 
     def item(self) -> Any:
@@ -706,8 +709,21 @@ def new_view_tensor(data: np.ndarray[Any, Any], base: Tensor) -> Tensor:
 
 
 def meta_array(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
-    """A shape-and-dtype carrier for a meta tensor: no storage (every stride 0)."""
-    return np.broadcast_to(np.zeros((), dtype=dtype), tuple(shape))
+    """The array of a meta tensor: its shape, dtype and logical (contiguous) strides over a
+    one-element buffer, read-only. Views of it are computed by numpy as for real data, so
+    strides and contiguity behave as on CPU; its elements are never read (meta kernels are
+    shape-only, and every data accessor refuses a meta tensor)."""
+    shape = tuple(shape)
+    itemsize = np.dtype(dtype).itemsize
+    strides = []
+    acc = itemsize
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(d, 1)
+    buffer = np.zeros(1, dtype=dtype)
+    return np.lib.stride_tricks.as_strided(
+        buffer, shape=shape, strides=tuple(reversed(strides)), writeable=False
+    )
 
 
 def wrap_number(value: bool | int | float) -> Tensor:
@@ -797,33 +813,63 @@ def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
 
 
 def _index(t: Tensor, index: Any) -> Tensor:
-    """Basic indexing as a chain of select / slice / unsqueeze operator calls."""
+    """Basic indexing as a chain of select / slice / unsqueeze / alias operator calls,
+    with torch's indexing errors (python_variable_indexing.cpp)."""
     if not isinstance(index, tuple):
         index = (index,)
+    for idx in index:
+        if not (
+            idx is None
+            or idx is Ellipsis
+            or isinstance(idx, slice | int | np.integer)
+            or (isinstance(idx, Tensor) and idx.dim() == 0 and not idx.is_floating_point())
+        ):
+            raise IndexError(
+                "only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables "
+                f"are valid indices (got {type(idx).__name__})"
+            )
+    if sum(1 for i in index if i is Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
     n_specified = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if t.dim() == 0 and n_specified:
+        raise IndexError(
+            "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
+            "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number"
+        )
     if n_specified > t.dim():
         raise IndexError(f"too many indices for tensor of dimension {t.dim()}")
     out = t
-    dim = 0
+    dim = 0  # position in `out`
+    orig = 0  # position in `t`, for error messages
     for i, idx in enumerate(index):
         if idx is Ellipsis:
             rest = sum(1 for j in index[i + 1 :] if j is not None and j is not Ellipsis)
-            dim = out.dim() - rest
+            skipped = t.dim() - orig - rest
+            dim += skipped
+            orig += skipped
         elif idx is None:
-            out = out.unsqueeze(dim)
+            out = _call("unsqueeze", (out, dim))
             dim += 1
         elif isinstance(idx, slice):
             start, stop, step = idx.start, idx.stop, idx.step
-            if step is not None and step <= 0:
+            if step == 0:
+                raise ValueError("slice step cannot be zero")
+            if step is not None and step < 0:
                 raise ValueError("step must be greater than zero")
-            if not (start is None and stop is None and step is None) or out is t:
+            if not (start is None and stop is None and step is None):
                 out = _call("slice.Tensor", (out, dim, start, stop, 1 if step is None else step))
             dim += 1
-        elif isinstance(idx, bool) or not isinstance(idx, int | np.integer | Tensor):
-            raise TypeError(
-                "dispatchsim supports indexing with ints, slices, None and Ellipsis only "
-                f"(got {type(idx).__name__})"
-            )
+            orig += 1
         else:
-            out = _call("select.int", (out, dim, int(idx)))
+            k = int(idx)
+            size = out.shape[dim]
+            if not -size <= k < size:
+                raise IndexError(
+                    f"index {k} is out of bounds for dimension {orig} with size {size}"
+                )
+            out = _call("select.int", (out, dim, k))
+            orig += 1
+    if out is t:
+        # x[...], x[()], x[:]: a new view of the whole tensor, as torch returns
+        out = _call("alias", (t,))
     return out

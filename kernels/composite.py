@@ -63,7 +63,7 @@ def reshape(self: Tensor, shape: list[int]) -> Tensor:
     """A view when the strides allow one, else a copy (``at::native::reshape``)."""
     if view_array(self._data, shape) is not None:
         return self.view(shape)
-    return self.clone().view(shape)
+    return _call("_unsafe_view", (self.clone(), shape))
 
 
 @composite_implicit("view_as")

@@ -26,7 +26,7 @@ from dispatch.tensorimpl import (
     new_tensor,
     new_view_tensor,
 )
-from kernels._promotion import can_cast, result_type
+from kernels._promotion import can_cast, result_type, scalar_dtype
 from kernels._registry import cpu, meta
 
 Array = np.ndarray[Any, Any]
@@ -131,21 +131,42 @@ def _binary_compute(
     return fn(x, y, out=out, casting="unsafe")
 
 
+def _operand_dtype(x: Any) -> DType:
+    return x.dtype if isinstance(x, Tensor) else scalar_dtype(x)
+
+
 def _result_dtype(name: str, a: Any, b: Any) -> DType:
     r = result_type(a, b)
     if name == "div" and not r.is_floating_point:
         return dt.float32
-    if name == "sub" and r is dt.bool_:
-        raise RuntimeError(
-            "Subtraction, the `-` operator, with two bool tensors is not supported. Use the `^` or "
-            "`logical_xor()` operator instead."
-        )
+    if name == "sub":
+        da, db = _operand_dtype(a), _operand_dtype(b)
+        if da is dt.bool_ and db is dt.bool_:
+            raise RuntimeError(
+                "Subtraction, the `-` operator, with two bool tensors is not supported. Use the "
+                "`^` or `logical_xor()` operator instead."
+            )
+        if da is dt.bool_ or db is dt.bool_:
+            raise RuntimeError(
+                "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+                "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+            )
     return r
+
+
+def functional_shape(*operands: Any) -> tuple[int, ...]:
+    """The broadcast shape of a pointwise op's operands (torch's errors on mismatch)."""
+    shape: tuple[int, ...] = ()
+    for o in operands:
+        if isinstance(o, Tensor):
+            shape = broadcast_shape(shape, o._data.shape)
+    return shape
 
 
 def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
     def functional(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
         r = _result_dtype(name, self, other)
+        functional_shape(self, other)
         return new_cpu_tensor(np.asarray(_binary_compute(fn, self, other, alpha, r)))
 
     def inplace(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
@@ -186,29 +207,66 @@ _make_binary("mul", np.multiply, False)
 _make_binary("div", np.true_divide, False)
 
 
-def _pow_dtype(base: Any, exponent: Any) -> DType:
-    return result_type(base, exponent)
+def pow_result_dtype(base: Any, exponent: Any) -> DType:
+    """The result dtype of ``pow``, with torch's errors for what it does not compute."""
+    r = result_type(base, exponent)
+    if r is dt.bool_ and isinstance(exponent, Tensor) and not exponent._is_wrapped_number:
+        raise NotImplementedError("\"pow\" not implemented for 'Bool'")
+    if (
+        not r.is_floating_point
+        and not isinstance(exponent, Tensor)
+        and not isinstance(exponent, bool)
+        and exponent < 0
+    ):
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return r
+
+
+def _power(base: Any, exponent: Any, r: DType, out: Array | None = None) -> Any:
+    x, y = _arr(base, r), _arr(exponent, r)
+    if r is dt.bool_:  # x ** y on {0, 1}: 1 unless x is 0 and y is 1
+        res = np.logical_or(x, np.logical_not(y))
+        if out is None:
+            return res
+        out[...] = res
+        return out
+    if not r.is_floating_point:
+        # torch's integer pow: a negative exponent tensor gives 0 (1 for base 1, +-1 for -1)
+        y_safe = np.where(np.asarray(y) < 0, 0, y)
+        res = np.where(
+            np.asarray(y) < 0,
+            np.where(x == 1, 1, np.where(x == -1, np.where(np.asarray(y) % 2 == 0, 1, -1), 0)),
+            np.power(x, y_safe),
+        ).astype(r.numpy)
+        if out is None:
+            return res
+        np.copyto(out, res, casting="unsafe")
+        return out
+    if out is None:
+        return np.power(x, y, dtype=r.numpy)
+    return np.power(x, y, out=out, casting="unsafe")
 
 
 @cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")
 def pow_(self: Tensor, exponent: Any) -> Tensor:
-    r = _pow_dtype(self, exponent)
-    return new_cpu_tensor(np.asarray(np.power(_arr(self, r), _arr(exponent, r), dtype=r.numpy)))
+    r = pow_result_dtype(self, exponent)
+    functional_shape(self, exponent)
+    return new_cpu_tensor(np.asarray(_power(self, exponent, r)))
 
 
 @cpu("pow.Scalar")
 def pow_scalar(self: Any, exponent: Tensor) -> Tensor:
-    r = _pow_dtype(self, exponent)
-    return new_cpu_tensor(np.asarray(np.power(_arr(self, r), _arr(exponent, r), dtype=r.numpy)))
+    r = pow_result_dtype(self, exponent)
+    return new_cpu_tensor(np.asarray(_power(self, exponent, r)))
 
 
 @cpu("pow_.Scalar", "pow_.Tensor")
 def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
-    r = _pow_dtype(self, exponent)
+    r = pow_result_dtype(self, exponent)
     check_cast(r, self.dtype)
     if isinstance(exponent, Tensor):
         check_inplace_shape(self, exponent._data.shape)
-    np.power(_arr(self, r), _arr(exponent, r), out=_writable(self), casting="unsafe")
+    _power(self, exponent, r, out=_writable(self))
     return self
 
 
@@ -218,6 +276,7 @@ def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
 def _make_compare(name: str, fn: Callable[..., Any]) -> None:
     def compare(self: Tensor, other: Tensor) -> Tensor:
         r = result_type(self, other)
+        functional_shape(self, other)
         return new_cpu_tensor(np.asarray(fn(_arr(self, r), _arr(other, r))))
 
     cpu(f"{name}.Tensor")(compare)
@@ -397,7 +456,7 @@ def check_mm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
             f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
             f"{b.shape[0]}x{b.shape[1]})"
         )
-    _same_dtype(self, mat2, "mat1 and mat2")
+    _same_dtype(self, mat2, "m1 and m2")
     return (a.shape[0], b.shape[1])
 
 
@@ -481,10 +540,7 @@ def clone(self: Tensor, memory_format: Any = None) -> Tensor:
 def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
     check_inplace_shape(self, src._data.shape)
     if src.is_meta:
-        raise NotImplementedError(
-            "Cannot copy out of meta tensor; no data! Please use torch.nn.Module.to_empty() "
-            "instead of torch.nn.Module.to() when moving module from meta to a different device."
-        )
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
     np.copyto(_writable(self), src._data, casting="unsafe")
     return self
 
@@ -521,6 +577,17 @@ def detach(self: Tensor) -> Tensor:
 @cpu("detach_")
 @meta("detach_")
 def detach_(self: Tensor) -> Tensor:
+    if self._base is not None:
+        raise RuntimeError(
+            "Can't detach views in-place. Use detach() instead. If you are using "
+            "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set as "
+            "True, gradients are views of DDP buckets, and hence detach_() cannot be called on "
+            "these gradients. To fix this error, please refer to the Optimizer.zero_grad() "
+            "function in torch/optim/optimizer.py as the solution."
+        )
+    self._requires_grad = False
+    self._grad_fn = None
+    self._output_nr = 0
     return self
 
 
@@ -540,10 +607,7 @@ def to_copy(
     if target == "meta":
         return new_tensor(meta_array(self._data.shape, d), "meta")
     if self.is_meta:
-        raise NotImplementedError(
-            "Cannot copy out of meta tensor; no data! Please use torch.nn.Module.to_empty() "
-            "instead of torch.nn.Module.to() when moving module from meta to a different device."
-        )
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
     return new_tensor(np.array(self._data, dtype=d, copy=True, order="C"), target)
 
 
@@ -587,6 +651,23 @@ def view(self: Tensor, size: list[int]) -> Tensor:
             "view size is not compatible with input tensor's size and stride (at least one "
             "dimension spans across two contiguous subspaces). Use .reshape(...) instead."
         )
+    return new_view_tensor(out, self)
+
+
+@cpu("alias")
+@meta("alias")
+def alias(self: Tensor) -> Tensor:
+    return new_view_tensor(self._data.view(), self)
+
+
+@cpu("_unsafe_view")
+@meta("_unsafe_view")
+def unsafe_view(self: Tensor, size: list[int]) -> Tensor:
+    """A view that autograd does not track as one (reshape's copy path uses it on a fresh
+    clone, so nothing else can observe the aliasing)."""
+    out = view_array(self._data, size)
+    if out is None:
+        out = np.reshape(self._data, infer_size(size, self._data.size))
     return new_view_tensor(out, self)
 
 
@@ -656,7 +737,8 @@ def expand(self: Tensor, size: list[int], implicit: bool = False) -> Tensor:
     a = self._data
     if len(size) < a.ndim:
         raise RuntimeError(
-            f"expand({_type_name(self.dtype)}Type{{{_shape_str(a.shape)}}}, size={_shape_str(size)}): "
+            f"expand(torch.{_type_name(self.dtype)}Tensor{{{_shape_str(a.shape)}}}, "
+            f"size={_shape_str(size)}): "
             "the number of sizes provided "
             f"({len(size)}) must be greater or equal to the number of dimensions in the tensor "
             f"({a.ndim})"
@@ -693,8 +775,12 @@ def select(self: Tensor, dim: int, index: int) -> Tensor:
     d = wrap_dim(dim, a.ndim)
     n = a.shape[d]
     if not -n <= index < n:
-        raise IndexError(f"index {index} is out of bounds for dimension {d} with size {n}")
-    idx = (slice(None),) * d + (index,)
+        raise IndexError(
+            f"select(): index {index} out of range for tensor of size {_shape_str(a.shape)} at "
+            f"dimension {d}"
+        )
+    # the trailing Ellipsis keeps a 0-dim result a numpy view (a bare int gives a scalar copy)
+    idx: tuple[Any, ...] = (slice(None),) * d + (index, Ellipsis)
     return new_view_tensor(a[idx], self)
 
 
@@ -769,7 +855,7 @@ def unbind(self: Tensor, dim: int = 0) -> list[Tensor]:
     if a.ndim == 0:
         raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     d = wrap_dim(dim, a.ndim)
-    return [new_view_tensor(a[(slice(None),) * d + (i,)], self) for i in range(a.shape[d])]
+    return [new_view_tensor(a[(slice(None),) * d + (i, Ellipsis)], self) for i in range(a.shape[d])]
 
 
 # in-place view-metadata ops: the tensor itself is re-strided
@@ -886,7 +972,7 @@ def arange_values(start: Any, end: Any, step: Any, dtype: DType | None) -> tuple
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (step > 0 and start > end) or (step < 0 and start < end):
-        raise RuntimeError("upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if dtype is None:
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, step))
         dtype = dt.int64 if ints else dt.float32
@@ -919,6 +1005,13 @@ def arange_start_step(
     return new_cpu_tensor((start + np.arange(n, dtype=np.float64) * step).astype(d.numpy))
 
 
+def check_random_dtype(dtype: DType | None, kernel: str) -> DType:
+    d = _float_or(dtype)
+    if not d.is_floating_point:
+        raise NotImplementedError(f"\"{kernel}\" not implemented for '{_type_name(d)}'")
+    return d
+
+
 @cpu("rand")
 def rand(
     size: list[int],
@@ -927,7 +1020,7 @@ def rand(
     device: Any = None,
     pin_memory: Any = None,
 ) -> Tensor:
-    d = _float_or(dtype)
+    d = check_random_dtype(dtype, "check_uniform_bounds")
     return new_cpu_tensor(_rng.random(_size(size)).astype(d.numpy))
 
 
@@ -939,5 +1032,5 @@ def randn(
     device: Any = None,
     pin_memory: Any = None,
 ) -> Tensor:
-    d = _float_or(dtype)
+    d = check_random_dtype(dtype, "normal_kernel_cpu")
     return new_cpu_tensor(_rng.standard_normal(_size(size)).astype(d.numpy))

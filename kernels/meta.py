@@ -28,12 +28,30 @@ def _shape(x: Any) -> tuple[int, ...]:
 
 
 # -- pointwise binary -----------------------------------------------------------------------
+def check_same_device(*operands: Any) -> None:
+    """``TensorIterator``'s device check: every tensor on the first one's device, except
+    0-dim CPU tensors (scalars may come along)."""
+    expected = None
+    for o in operands:
+        if not isinstance(o, Tensor):
+            continue
+        device = o.device.type
+        if expected is None:
+            expected = device
+        elif device != expected and not (device == "cpu" and o._data.ndim == 0):
+            raise RuntimeError(
+                f"Tensor on device {device} is not on the expected device {expected}!"
+            )
+
+
 def _make_binary(name: str, has_alpha: bool) -> None:
     def functional(self: Tensor, other: Any, *rest: Any) -> Tensor:
+        check_same_device(self, other)
         r = C._result_dtype(name, self, other)
         return new_meta(C.broadcast_shape(_shape(self), _shape(other)), r)
 
     def inplace(self: Tensor, other: Any, *rest: Any) -> Tensor:
+        check_same_device(self, other)
         r = C._result_dtype(name, self, other)
         C.check_cast(r, self.dtype)
         C.check_inplace_shape(self, _shape(other))
@@ -50,6 +68,7 @@ for _n, _a in (("add", True), ("sub", True), ("mul", False), ("div", False)):
 @meta("add.out", "mul.out")
 def binary_out(self: Tensor, other: Tensor, *rest: Any) -> Tensor:
     out: Tensor = rest[-1]
+    check_same_device(out, self, other)
     r = result_type(self, other)
     C.check_cast(r, out.dtype)
     shape = C.broadcast_shape(_shape(self), _shape(other))
@@ -60,18 +79,22 @@ def binary_out(self: Tensor, other: Tensor, *rest: Any) -> Tensor:
 
 @meta("pow.Tensor_Tensor", "pow.Tensor_Scalar", "pow.Scalar")
 def pow_(self: Any, exponent: Any) -> Tensor:
-    return new_meta(C.broadcast_shape(_shape(self), _shape(exponent)), result_type(self, exponent))
+    check_same_device(self, exponent)
+    r = C.pow_result_dtype(self, exponent)
+    return new_meta(C.broadcast_shape(_shape(self), _shape(exponent)), r)
 
 
 @meta("pow_.Scalar", "pow_.Tensor")
 def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
-    C.check_cast(result_type(self, exponent), self.dtype)
+    check_same_device(self, exponent)
+    C.check_cast(C.pow_result_dtype(self, exponent), self.dtype)
     C.check_inplace_shape(self, _shape(exponent))
     return self
 
 
 @meta("eq.Tensor", "ne.Tensor", "lt.Tensor", "le.Tensor", "gt.Tensor", "ge.Tensor")
 def compare(self: Tensor, other: Tensor) -> Tensor:
+    check_same_device(self, other)
     return new_meta(C.broadcast_shape(_shape(self), _shape(other)), dt.bool_)
 
 
@@ -155,6 +178,8 @@ def clone(self: Tensor, memory_format: Any = None) -> Tensor:
 @meta("copy_")
 def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
     C.check_inplace_shape(self, _shape(src))
+    if not self.is_meta:
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
     return self
 
 
@@ -174,9 +199,19 @@ def fill_tensor(self: Tensor, value: Tensor) -> Tensor:
 
 
 # -- factories ------------------------------------------------------------------------------
-@meta("empty.memory_format", "zeros", "ones", "rand", "randn")
+@meta("empty.memory_format", "zeros", "ones")
 def factory(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
     return new_meta(C._size(size), C._float_or(dtype))
+
+
+@meta("rand")
+def rand(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
+    return new_meta(C._size(size), C.check_random_dtype(dtype, "check_uniform_bounds"))
+
+
+@meta("randn")
+def randn(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
+    return new_meta(C._size(size), C.check_random_dtype(dtype, "normal_kernel_cpu"))
 
 
 @meta("full")

@@ -117,6 +117,8 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     ),
     # -- views ------------------------------------------------------------------------------
     _F("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", "cpu", view="view"),
+    _F("aten::alias(Tensor(a) self) -> Tensor(a)", "cpu", view="view"),
+    _F("aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor", "cpu"),
     _F("aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", "cia"),
     _F("aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)", "cia"),
     _F("aten::t(Tensor(a) self) -> Tensor(a)", "cpu", view="view"),

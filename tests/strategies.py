@@ -16,7 +16,11 @@ from dispatch.keys import RUNTIME_KEYS, DispatchKey
 
 runtime_keys = st.sampled_from(RUNTIME_KEYS)
 alias_keys = st.sampled_from(
-    [DispatchKey.Autograd, DispatchKey.CompositeImplicitAutograd, DispatchKey.CompositeExplicitAutograd]
+    [
+        DispatchKey.Autograd,
+        DispatchKey.CompositeImplicitAutograd,
+        DispatchKey.CompositeExplicitAutograd,
+    ]
 )
 keysets = st.lists(runtime_keys, unique=True).map(lambda ks: dispatch.DispatchKeySet(ks))
 
