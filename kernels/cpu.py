@@ -126,9 +126,10 @@ def _binary_compute(
                 "For integral input tensors, argument alpha must not be a floating point number."
             )
         y = np.multiply(y, r.numpy.type(alpha), dtype=r.numpy)
-    if out is None:
-        return fn(x, y, dtype=r.numpy)
-    return fn(x, y, out=out, casting="unsafe")
+    with np.errstate(all="ignore"):  # torch computes inf/nan silently
+        if out is None:
+            return fn(x, y, dtype=r.numpy)
+        return fn(x, y, out=out, casting="unsafe")
 
 
 def _operand_dtype(x: Any) -> DType:
@@ -242,9 +243,10 @@ def _power(base: Any, exponent: Any, r: DType, out: Array | None = None) -> Any:
             return res
         np.copyto(out, res, casting="unsafe")
         return out
-    if out is None:
-        return np.power(x, y, dtype=r.numpy)
-    return np.power(x, y, out=out, casting="unsafe")
+    with np.errstate(all="ignore"):
+        if out is None:
+            return np.power(x, y, dtype=r.numpy)
+        return np.power(x, y, out=out, casting="unsafe")
 
 
 @cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")
