@@ -113,23 +113,13 @@ def _like(name: str, self: Tensor, dtype: DType | None, device: Any) -> Tensor:
 
 @composite_explicit("ones_like")
 def ones_like(
-    self: Tensor,
-    dtype: DType | None = None,
-    layout: Any = None,
-    device: Any = None,
-    pin_memory: Any = None,
-    memory_format: Any = None,
+    self: Tensor, dtype: DType | None = None, layout: Any = None, device: Any = None, *rest: Any
 ) -> Tensor:
     return _like("ones", self, dtype, device)
 
 
 @composite_explicit("zeros_like")
 def zeros_like(
-    self: Tensor,
-    dtype: DType | None = None,
-    layout: Any = None,
-    device: Any = None,
-    pin_memory: Any = None,
-    memory_format: Any = None,
+    self: Tensor, dtype: DType | None = None, layout: Any = None, device: Any = None, *rest: Any
 ) -> Tensor:
     return _like("zeros", self, dtype, device)

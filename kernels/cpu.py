@@ -913,38 +913,19 @@ def _float_or(dtype: DType | None) -> DType:
     return dtype if dtype is not None else dt.float32
 
 
-@cpu("empty.memory_format")
-def empty(
-    size: list[int],
-    dtype: DType | None = None,
-    layout: Any = None,
-    device: Any = None,
-    pin_memory: Any = None,
-    memory_format: Any = None,
-) -> Tensor:
-    return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
+def _make_filled_factory(name: str, fill: Callable[..., Array]) -> None:
+    # (size, dtype, layout, device, pin_memory[, memory_format]): only size and dtype matter
+    # once BackendSelect has picked CPU.
+    def factory(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
+        return new_cpu_tensor(fill(_size(size), dtype=_float_or(dtype).numpy))
+
+    factory.__name__ = factory.__qualname__ = name.split(".")[0]
+    cpu(name)(factory)
 
 
-@cpu("zeros")
-def zeros(
-    size: list[int],
-    dtype: DType | None = None,
-    layout: Any = None,
-    device: Any = None,
-    pin_memory: Any = None,
-) -> Tensor:
-    return new_cpu_tensor(np.zeros(_size(size), dtype=_float_or(dtype).numpy))
-
-
-@cpu("ones")
-def ones(
-    size: list[int],
-    dtype: DType | None = None,
-    layout: Any = None,
-    device: Any = None,
-    pin_memory: Any = None,
-) -> Tensor:
-    return new_cpu_tensor(np.ones(_size(size), dtype=_float_or(dtype).numpy))
+_make_filled_factory("empty.memory_format", np.zeros)
+_make_filled_factory("zeros", np.zeros)
+_make_filled_factory("ones", np.ones)
 
 
 def full_dtype(fill_value: Any, dtype: DType | None) -> DType:
