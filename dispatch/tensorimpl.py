@@ -113,6 +113,7 @@ class Tensor:
 
     __slots__ = (
         "__weakref__",
+        "_attr_version",
         "_base",
         "_creation_meta",
         "_data",
@@ -125,7 +126,6 @@ class Tensor:
         "_requires_grad",
         "_retains_grad",
         "_version_counter",
-        "_view_output_nr",
     )
 
     _data: np.ndarray[Any, Any]
@@ -140,7 +140,7 @@ class Tensor:
     _output_nr: int
     _retains_grad: bool
     _is_wrapped_number: bool
-    _view_output_nr: int
+    _attr_version: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError(
@@ -164,7 +164,7 @@ class Tensor:
         t._output_nr = 0
         t._retains_grad = False
         t._is_wrapped_number = False
-        t._view_output_nr = 0
+        t._attr_version = 0
         return t
 
     # -- identity -------------------------------------------------------------------------
@@ -276,11 +276,55 @@ class Tensor:
 
     @property
     def grad_fn(self) -> Any:
-        return self._grad_fn
+        if self._base is None:
+            return self._grad_fn
+        # a view's grad_fn is regenerated after its base changed in place
+        return variable_hooks.current_grad_fn(self)
 
     @property
     def is_leaf(self) -> bool:
-        return self._grad_fn is None
+        return self.grad_fn is None
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for a non-leaf tensor after backward (a no-op on leaves)."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        fn = self.grad_fn
+        if fn is None or self._retains_grad:
+            return
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def retain(grad: Tensor) -> None:
+            t = ref()
+            if t is not None:
+                t._grad = grad.clone() if t._grad is None else t._grad + grad
+
+        fn._retains_grad_hooks[self._output_nr] = retain
+        self._retains_grad = True
+
+    @property
+    def retains_grad(self) -> bool:
+        return self._retains_grad
+
+    def backward(
+        self,
+        gradient: Tensor | None = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """``Tensor.backward``: accumulate d(self)/d(leaf) into every leaf's ``.grad``."""
+        variable_hooks.backward(self, gradient, retain_graph, create_graph, inputs)
+
+    @property
+    def data(self) -> Tensor:
+        """``Tensor.data``: the same memory, detached, with a version counter of its own
+        (so changes through it are invisible to autograd — PyTorch's behaviour)."""
+        keys = self._keys
+        out = Tensor._make(self._data, keys, VersionCounter() if keys & _AUTOGRAD_RELATED else None)
+        return out
 
     @property
     def grad(self) -> Tensor | None:
@@ -787,6 +831,20 @@ def _wrap_dim(dim: int, ndim: int) -> int:
         )
     return dim + n if dim < 0 else dim
 
+
+class _NoAutograd:
+    """Stands in until ``kernels`` installs the autograd hooks (``VariableHooksRegisterer``)."""
+
+    @staticmethod
+    def current_grad_fn(t: Tensor) -> Any:
+        return t._grad_fn
+
+    @staticmethod
+    def backward(*args: Any) -> None:
+        raise RuntimeError("autograd is not loaded")
+
+
+variable_hooks: Any = _NoAutograd()
 
 _ENTRIES: dict[str, OperatorEntry] = {}
 

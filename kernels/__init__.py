@@ -98,8 +98,33 @@ def _load() -> None:
             if fn is None:
                 raise AssertionError(f"no {key.name} kernel for {full}")
             dispatcher.register_kernel(full, key, kernel(fn))
+    _register_autograd(K)
     declared = {f.schema.split("(")[0].split("::")[1] for f in NATIVE_FUNCTIONS}
     for table in (R.CPU, R.META, R.COMPOSITE_IMPLICIT, R.COMPOSITE_EXPLICIT):
         stray = set(table) - declared
         if stray:
             raise AssertionError(f"kernels for undeclared operators: {sorted(stray)}")
+
+
+def _register_autograd(K: Any) -> None:
+    """The generic Autograd kernel for every operator with a backend kernel (composite
+    implicit ones get their autograd from the operators they call)."""
+    from dispatch import tensorimpl
+    from dispatch.dispatcher import dispatcher
+    from kernels.autograd import variable
+    from kernels.autograd.derivatives import DERIVATIVES
+    from kernels.autograd.kernel import make_autograd_kernel
+    from kernels.native_functions import NATIVE_FUNCTIONS
+
+    tensorimpl.variable_hooks = variable
+    for nf in NATIVE_FUNCTIONS:
+        if nf.kind not in ("cpu",):
+            continue
+        entry = dispatcher.find_schema(nf.schema.split("(")[0])
+        short = entry.name.split("::", 1)[1]
+        dispatcher.register_kernel(
+            entry.name, K.Autograd, make_autograd_kernel(entry, DERIVATIVES.get(short))
+        )
+    stray = set(DERIVATIVES) - {nf.schema.split("(")[0].split("::")[1] for nf in NATIVE_FUNCTIONS}
+    if stray:
+        raise AssertionError(f"derivatives for undeclared operators: {sorted(stray)}")

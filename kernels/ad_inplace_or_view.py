@@ -62,9 +62,11 @@ def as_view(base: Tensor, out: Tensor, creation_meta: CreationMeta, differentiab
     """Make ``out`` a view of ``base``. Views of inference tensors are not tracked."""
     if not base._keys & _AUTOGRAD_RELATED:  # base.is_inference()
         return out
-    out._version_counter = base._version_counter
+    vc = base._version_counter
+    out._version_counter = vc
     if not differentiable:
         return out
+    out._attr_version = vc.version if vc is not None else 0
     if base._base is not None:
         out._base = base._base
         out._creation_meta = propagate_creation_meta(base._creation_meta, creation_meta)

@@ -673,6 +673,92 @@ def unsafe_view(self: Tensor, size: list[int]) -> Tensor:
     return new_view_tensor(out, self)
 
 
+def storage_root(t: Tensor) -> Tensor:
+    """The tensor whose first element is offset 0 of ``t``'s storage (its view family's base)."""
+    return t._base if t._base is not None else t
+
+
+def storage_offset(t: Tensor) -> int:
+    a, r = t._data, storage_root(t)._data
+    start: int = a.__array_interface__["data"][0] - r.__array_interface__["data"][0]
+    return start // a.itemsize
+
+
+def _owner(a: Array) -> Array:
+    """The ndarray that owns ``a``'s memory."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+@cpu("as_strided")
+@meta("as_strided")
+def as_strided(
+    self: Tensor, size: list[int], stride: list[int], storage_offset_: int | None = None
+) -> Tensor:
+    root = storage_root(self)._data
+    offset = storage_offset(self) if storage_offset_ is None else storage_offset_
+    item = root.itemsize
+    if len(size) != len(stride):
+        raise RuntimeError("mismatch in length of strides and shape")
+    if self.is_meta:
+        out = np.lib.stride_tricks.as_strided(
+            root, shape=tuple(size), strides=tuple(s * item for s in stride), writeable=False
+        )
+        return new_view_tensor(out, self)
+    owner = _owner(root)
+    start = root.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+    try:
+        out = np.ndarray(
+            tuple(size),
+            dtype=root.dtype,
+            buffer=owner,
+            offset=start + offset * item,
+            strides=tuple(s * item for s in stride),
+        )
+    except (TypeError, ValueError):
+        need = offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1 if all(size) else 0
+        raise RuntimeError(
+            f"setStorage: sizes {_shape_str(size)}, strides {_shape_str(stride)}, storage offset "
+            f"{offset}, and itemsize {item} requiring a storage size of {need * item} are out of "
+            f"bounds for storage of size {owner.nbytes - start}"
+        ) from None
+    return new_view_tensor(out, self)
+
+
+def _strided_indices(size: Sequence[int], stride: Sequence[int], offset: int) -> Array:
+    idx = np.full(tuple(size), offset, dtype=np.int64)
+    for d, (n, st) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        idx = idx + (np.arange(n, dtype=np.int64) * st).reshape(shape)
+    return idx
+
+
+@cpu("_as_strided_backward")
+def as_strided_backward(
+    grad: Tensor,
+    base_size: list[int],
+    base_stride: list[int],
+    size: list[int],
+    stride: list[int],
+    storage_offset_: int,
+) -> Tensor:
+    """The gradient of a base from the gradient of one strided view of it: scatter-add into
+    the shared storage (views that repeat elements accumulate), then read the base back."""
+    view_idx = _strided_indices(size, stride, storage_offset_)
+    base_idx = _strided_indices(base_size, base_stride, 0)
+    n = int(max(view_idx.max(initial=-1), base_idx.max(initial=-1))) + 1
+    flat = np.zeros(n, dtype=grad._data.dtype)
+    np.add.at(flat, view_idx.reshape(-1), np.broadcast_to(grad._data, tuple(size)).reshape(-1))
+    return new_cpu_tensor(flat[base_idx])
+
+
+@meta("_as_strided_backward")
+def as_strided_backward_meta(grad: Tensor, base_size: list[int], *rest: Any) -> Tensor:
+    return new_tensor(meta_array(base_size, grad._data.dtype), "meta")
+
+
 @cpu("t")
 @meta("t")
 def t(self: Tensor) -> Tensor:
@@ -921,6 +1007,20 @@ def _make_filled_factory(name: str, fill: Callable[..., Array]) -> None:
 
     factory.__name__ = factory.__qualname__ = name.split(".")[0]
     cpu(name)(factory)
+
+
+@cpu("empty_strided")
+def empty_strided(
+    size: list[int], stride: list[int], dtype: DType | None = None, *rest: Any
+) -> Tensor:
+    d = _float_or(dtype).numpy
+    shape = _size(size)
+    n = sum((s - 1) * st for s, st in zip(shape, stride)) + 1 if all(shape) else 0
+    buffer = np.zeros(max(n, 1), dtype=d)
+    item = buffer.itemsize
+    return new_cpu_tensor(
+        np.ndarray(shape, dtype=d, buffer=buffer, strides=tuple(st * item for st in stride))
+    )
 
 
 _make_filled_factory("empty.memory_format", np.zeros)

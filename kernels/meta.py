@@ -204,6 +204,13 @@ def factory(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
     return new_meta(C._size(size), C._float_or(dtype))
 
 
+@meta("empty_strided")
+def empty_strided(
+    size: list[int], stride: list[int], dtype: DType | None = None, *rest: Any
+) -> Tensor:
+    return new_meta(C._size(size), C._float_or(dtype))
+
+
 @meta("rand")
 def rand(size: list[int], dtype: DType | None = None, *rest: Any) -> Tensor:
     return new_meta(C._size(size), C.check_random_dtype(dtype, "check_uniform_bounds"))

@@ -118,6 +118,16 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     # -- views ------------------------------------------------------------------------------
     _F("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", "cpu", view="view"),
     _F("aten::alias(Tensor(a) self) -> Tensor(a)", "cpu", view="view"),
+    _F(
+        "aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)",
+        "cpu",
+        view="view",
+    ),
+    # dispatchsim's own: the backward of a view regenerated as AsStridedBackward0
+    _F(
+        "aten::_as_strided_backward(Tensor grad, SymInt[] base_size, SymInt[] base_stride, SymInt[] size, SymInt[] stride, SymInt storage_offset) -> Tensor",
+        "cpu",
+    ),
     _F("aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor", "cpu"),
     _F("aten::reshape(Tensor(a) self, SymInt[] shape) -> Tensor(a)", "cia"),
     _F("aten::view_as(Tensor(a) self, Tensor other) -> Tensor(a)", "cia"),
@@ -159,6 +169,10 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     # -- factories -------------------------------------------------------------------------
     _F(
         "aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",
+        "factory",
+    ),
+    _F(
+        "aten::empty_strided(SymInt[] size, SymInt[] stride, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None) -> Tensor",
         "factory",
     ),
     _F(

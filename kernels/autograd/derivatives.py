@@ -1,0 +1,582 @@
+"""Derivative formulas, one table: this project's ``derivatives.yaml``
+(tools/autograd/derivatives.yaml in PyTorch).
+
+Each entry names the operator overload, the node PyTorch creates for it
+(``MulBackward0``...), its differentiable inputs (the node's edges, in order),
+what to save — each saved argument only when the gradient of one of the inputs
+listed with it will be needed, as PyTorch's generated code does — and a formula
+written with dispatchsim's own operators, so that a backward pass run with
+``create_graph=True`` is itself recorded and can be differentiated again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import attrs
+
+from dispatch.dtypes import DType
+from dispatch.tensorimpl import Tensor, _call
+
+__all__ = ["DERIVATIVES", "Ctx", "Derivative", "sum_to"]
+
+Grads = Sequence[Tensor | None]
+Formula = Callable[["Ctx", list[Tensor]], Grads]
+
+
+@attrs.frozen
+class Derivative:
+    op: str  # "mul.Tensor"
+    node: str  # "MulBackward0"
+    inputs: tuple[str, ...]  # differentiable inputs (edges), in order
+    formula: Formula
+    # argument -> indices into `inputs` whose gradient needs it saved (() = always)
+    save: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    save_result: bool = False
+    save_self_clone: tuple[int, ...] | None = None  # in-place ops: save self before mutation
+
+
+class Ctx:
+    """What a formula sees: saved tensors (version-checked on access), the call's
+    non-tensor arguments, the input shapes and dtypes, and which inputs need a gradient."""
+
+    __slots__ = ("_node",)
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+
+    def saved(self, name: str) -> Tensor:
+        t: Tensor = self._node.saved_variables[name].unpack(self._node)
+        return t
+
+    @property
+    def result(self) -> Tensor:
+        return self.saved("result")
+
+    def arg(self, name: str) -> Any:
+        return self._node.attrs[name]
+
+    def shape(self, name: str) -> list[int]:
+        return list(self._node.shapes[name])
+
+    def dtype(self, name: str) -> DType:
+        d: DType = self._node.dtypes[name]
+        return d
+
+    def needs(self, i: int) -> bool:
+        return bool(self._node.should_compute_output(i))
+
+
+DERIVATIVES: Final[dict[str, Derivative]] = {}
+
+
+def derivative(
+    ops: str | tuple[str, ...],
+    node: str,
+    inputs: tuple[str, ...],
+    save: dict[str, tuple[int, ...]] | None = None,
+    save_result: bool = False,
+    save_self_clone: tuple[int, ...] | None = None,
+) -> Callable[[Formula], Formula]:
+    def deco(fn: Formula) -> Formula:
+        for op in (ops,) if isinstance(ops, str) else ops:
+            if op in DERIVATIVES:
+                raise RuntimeError(f"two derivatives for {op}")
+            DERIVATIVES[op] = Derivative(
+                op, node, inputs, fn, tuple((save or {}).items()), save_result, save_self_clone
+            )
+        return fn
+
+    return deco
+
+
+# -- helpers (all in operators, so they are differentiable themselves) ------------------------
+def sum_to(g: Tensor, shape: Sequence[int]) -> Tensor:
+    """``at::sum_to``: reduce a broadcast gradient back to ``shape``."""
+    shape = list(shape)
+    if list(g.shape) == shape:
+        return g
+    lead = g.dim() - len(shape)
+    dims = list(range(lead))
+    dims += [lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1]
+    r = _call("sum.dim_IntList", (g, dims, True, None)) if dims else g
+    if lead:
+        r = _call("view", (r, shape))
+    return r
+
+
+def zeros(shape: Sequence[int], like: Tensor) -> Tensor:
+    return _call("zeros", (list(shape), like.dtype, None, like.device.type, None))
+
+
+def _scalar_mul(g: Tensor, c: Any) -> Tensor:
+    return g if c == 1 else _call("mul.Scalar", (g, c))
+
+
+def _to(g: Tensor, dtype: DType) -> Tensor:
+    return g if g.dtype is dtype else g.to(dtype)
+
+
+# -- pointwise binary ---------------------------------------------------------------------------
+@derivative("add.Tensor", "AddBackward0", ("self", "other"))
+def _add(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(sum_to(go, c.shape("self")), c.dtype("self")) if c.needs(0) else None,
+        _to(sum_to(_scalar_mul(go, c.arg("alpha")), c.shape("other")), c.dtype("other"))
+        if c.needs(1)
+        else None,
+    )
+
+
+@derivative(("add.Scalar",), "AddBackward1", ("self",))
+def _add_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(g[0], c.dtype("self")),)
+
+
+@derivative("add_.Tensor", "AddBackward0", ("self", "other"))
+def _add_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _add(c, g)
+
+
+@derivative("add_.Scalar", "AddBackward1", ("self",))
+def _add_scalar_(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0],)
+
+
+@derivative(("sub.Tensor", "sub_.Tensor"), "SubBackward0", ("self", "other"))
+def _sub(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(sum_to(go, c.shape("self")), c.dtype("self")) if c.needs(0) else None,
+        _to(sum_to(_scalar_mul(go.neg(), c.arg("alpha")), c.shape("other")), c.dtype("other"))
+        if c.needs(1)
+        else None,
+    )
+
+
+@derivative(("sub.Scalar", "sub_.Scalar"), "SubBackward1", ("self",))
+def _sub_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(g[0], c.dtype("self")),)
+
+
+@derivative("mul.Tensor", "MulBackward0", ("self", "other"), save={"other": (0,), "self": (1,)})
+def _mul(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(sum_to(go * c.saved("other"), c.shape("self")), c.dtype("self"))
+        if c.needs(0)
+        else None,
+        _to(sum_to(go * c.saved("self"), c.shape("other")), c.dtype("other"))
+        if c.needs(1)
+        else None,
+    )
+
+
+@derivative(
+    "mul_.Tensor", "MulBackward0", ("self", "other"), save={"other": (0,)}, save_self_clone=(1,)
+)
+def _mul_(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(sum_to(go * c.saved("other"), c.shape("self")), c.dtype("self"))
+        if c.needs(0)
+        else None,
+        _to(sum_to(go * c.saved("self"), c.shape("other")), c.dtype("other"))
+        if c.needs(1)
+        else None,
+    )
+
+
+@derivative(("mul.Scalar", "mul_.Scalar"), "MulBackward1", ("self",))
+def _mul_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(_call("mul.Scalar", (g[0], c.arg("other"))), c.dtype("self")),)
+
+
+@derivative("div.Tensor", "DivBackward0", ("self", "other"), save={"other": (0, 1), "self": (1,)})
+def _div(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    other = c.saved("other")
+    gs = _to(sum_to(go / other, c.shape("self")), c.dtype("self")) if c.needs(0) else None
+    go2 = None
+    if c.needs(1):
+        self_ = c.saved("self")
+        go2 = _to(sum_to(go.neg() * self_ / (other * other), c.shape("other")), c.dtype("other"))
+    return (gs, go2)
+
+
+@derivative(
+    "div_.Tensor", "DivBackward0", ("self", "other"), save={"other": (0, 1)}, save_self_clone=(1,)
+)
+def _div_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _div(c, g)
+
+
+@derivative(("div.Scalar", "div_.Scalar"), "DivBackward1", ("self",))
+def _div_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(_call("div.Scalar", (g[0], c.arg("other"))), c.dtype("self")),)
+
+
+@derivative(("pow.Tensor_Scalar",), "PowBackward0", ("self",), save={"self": ()})
+def _pow_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    e = c.arg("exponent")
+    if e == 0:
+        return (zeros(c.shape("self"), g[0]),)
+    s = c.saved("self")
+    return (g[0] * _call("mul.Scalar", (_call("pow.Tensor_Scalar", (s, e - 1)), e)),)
+
+
+@derivative("pow_.Scalar", "PowBackward0", ("self",), save_self_clone=(0,))
+def _pow_scalar_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _pow_scalar(c, g)
+
+
+@derivative(
+    "pow.Tensor_Tensor",
+    "PowBackward1",
+    ("self", "exponent"),
+    save={"self": (0, 1), "exponent": (0,)},
+    save_result=True,
+)
+def _pow_tensor(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    s = c.saved("self")
+    gs = None
+    if c.needs(0):
+        e = c.saved("exponent")
+        gs = sum_to(go * e * s.pow(e - 1), c.shape("self"))
+    ge = None
+    if c.needs(1):
+        ge = sum_to(go * c.result * s.log(), c.shape("exponent"))
+    return (gs, ge)
+
+
+@derivative(
+    "pow_.Tensor",
+    "PowBackward1",
+    ("self", "exponent"),
+    save={"exponent": (0,)},
+    save_self_clone=(0, 1),
+)
+def _pow_tensor_(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    s = c.saved("self")
+    gs = None
+    if c.needs(0):
+        e = c.saved("exponent")
+        gs = sum_to(go * e * s.pow(e - 1), c.shape("self"))
+    ge = None
+    if c.needs(1):
+        ge = sum_to(go * s.pow(c.saved("exponent")) * s.log(), c.shape("exponent"))
+    return (gs, ge)
+
+
+@derivative("pow.Scalar", "PowBackward2", ("exponent",), save_result=True)
+def _pow_scalar_base(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0] * c.result * math.log(c.arg("self")),)
+
+
+# -- pointwise unary ------------------------------------------------------------------------------
+@derivative(("neg", "neg_"), "NegBackward0", ("self",))
+def _neg(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].neg(),)
+
+
+@derivative(("exp", "exp_"), "ExpBackward0", ("self",), save_result=True)
+def _exp(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0] * c.result,)
+
+
+@derivative("log", "LogBackward0", ("self",), save={"self": ()})
+def _log(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0] / c.saved("self"),)
+
+
+@derivative("sin", "SinBackward0", ("self",), save={"self": ()})
+def _sin(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0] * c.saved("self").cos(),)
+
+
+@derivative("cos", "CosBackward0", ("self",), save={"self": ()})
+def _cos(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0] * c.saved("self").sin().neg(),)
+
+
+@derivative(("relu", "relu_"), "ReluBackward0", ("self",), save_result=True)
+def _relu(c: Ctx, g: list[Tensor]) -> Grads:
+    mask = _call("gt.Tensor", (c.result, 0)).to(g[0].dtype)
+    return (g[0] * mask,)
+
+
+@derivative("sigmoid", "SigmoidBackward0", ("self",), save_result=True)
+def _sigmoid(c: Ctx, g: list[Tensor]) -> Grads:
+    r = c.result
+    return (g[0] * r * (1 - r),)
+
+
+@derivative("tanh", "TanhBackward0", ("self",), save_result=True)
+def _tanh(c: Ctx, g: list[Tensor]) -> Grads:
+    r = c.result
+    return (g[0] * (1 - r * r),)
+
+
+# -- reductions ----------------------------------------------------------------------------------
+def _unsqueeze_dims(g: Tensor, dims: Sequence[int] | None, ndim: int) -> Tensor:
+    if not dims:
+        dims = list(range(ndim))
+    for d in sorted(d % ndim for d in dims):
+        g = g.unsqueeze(d)
+    return g
+
+
+@derivative("sum", "SumBackward0", ("self",))
+def _sum(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].expand(c.shape("self")),)
+
+
+@derivative("sum.dim_IntList", "SumBackward1", ("self",))
+def _sum_dim(c: Ctx, g: list[Tensor]) -> Grads:
+    shape = c.shape("self")
+    go = g[0]
+    if not c.arg("keepdim") and shape:
+        go = _unsqueeze_dims(go, c.arg("dim"), len(shape))
+    return (go.expand(shape),)
+
+
+@derivative("mean", "MeanBackward0", ("self",))
+def _mean(c: Ctx, g: list[Tensor]) -> Grads:
+    shape = c.shape("self")
+    return (g[0].expand(shape) / max(math.prod(shape), 1),)
+
+
+@derivative("mean.dim", "MeanBackward1", ("self",))
+def _mean_dim(c: Ctx, g: list[Tensor]) -> Grads:
+    shape = c.shape("self")
+    dims = c.arg("dim")
+    n = math.prod(shape[d % len(shape)] for d in dims) if dims and shape else math.prod(shape)
+    go = g[0]
+    if not c.arg("keepdim") and shape:
+        go = _unsqueeze_dims(go, dims, len(shape))
+    return (go.expand(shape) / max(n, 1),)
+
+
+# -- linear algebra -------------------------------------------------------------------------------
+@derivative("mm", "MmBackward0", ("self", "mat2"), save={"mat2": (0,), "self": (1,)})
+def _mm(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        go.mm(c.saved("mat2").t()) if c.needs(0) else None,
+        c.saved("self").t().mm(go) if c.needs(1) else None,
+    )
+
+
+@derivative("mv", "MvBackward0", ("self", "vec"), save={"vec": (0,), "self": (1,)})
+def _mv(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        go.unsqueeze(1).mm(c.saved("vec").unsqueeze(0)) if c.needs(0) else None,
+        c.saved("self").t().mv(go) if c.needs(1) else None,
+    )
+
+
+@derivative("dot", "DotBackward0", ("self", "tensor"), save={"tensor": (0,), "self": (1,)})
+def _dot(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        go * c.saved("tensor") if c.needs(0) else None,
+        go * c.saved("self") if c.needs(1) else None,
+    )
+
+
+@derivative("bmm", "BmmBackward0", ("self", "mat2"), save={"mat2": (0,), "self": (1,)})
+def _bmm(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        go.bmm(c.saved("mat2").transpose(1, 2)) if c.needs(0) else None,
+        c.saved("self").transpose(1, 2).bmm(go) if c.needs(1) else None,
+    )
+
+
+# -- copies and fills -----------------------------------------------------------------------------
+@derivative("clone", "CloneBackward0", ("self",))
+def _clone(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0],)
+
+
+@derivative("_to_copy", "ToCopyBackward0", ("self",))
+def _to_copy(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(g[0], c.dtype("self")),)
+
+
+@derivative("copy_", "torch::autograd::CopyBackwards", ("self", "src"))
+def _copy_(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        zeros(go.shape, go) if c.needs(0) else None,
+        _to(sum_to(go, c.shape("src")), c.dtype("src")) if c.needs(1) else None,
+    )
+
+
+@derivative("zero_", "ZeroBackward0", ("self",))
+def _zero_(c: Ctx, g: list[Tensor]) -> Grads:
+    return (zeros(g[0].shape, g[0]),)
+
+
+@derivative("fill_.Scalar", "FillBackward2", ("self",))
+def _fill_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (zeros(g[0].shape, g[0]),)
+
+
+@derivative("fill_.Tensor", "FillBackward3", ("self", "value"))
+def _fill_tensor(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        zeros(go.shape, go) if c.needs(0) else None,
+        go.sum() if c.needs(1) else None,
+    )
+
+
+# -- views ----------------------------------------------------------------------------------------
+@derivative("view", "ViewBackward0", ("self",))
+def _view(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
+@derivative("_unsafe_view", "UnsafeViewBackward0", ("self",))
+def _unsafe_view(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
+@derivative("alias", "AliasBackward0", ("self",))
+def _alias(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0],)
+
+
+@derivative("t", "TBackward0", ("self",))
+def _t(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].t(),)
+
+
+@derivative("t_", "TBackward1", ("self",))
+def _t_(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].t(),)
+
+
+@derivative("transpose.int", "TransposeBackward0", ("self",))
+def _transpose(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].transpose(c.arg("dim0"), c.arg("dim1")),)
+
+
+@derivative("transpose_", "TransposeBackward1", ("self",))
+def _transpose_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _transpose(c, g)
+
+
+@derivative("permute", "PermuteBackward0", ("self",))
+def _permute(c: Ctx, g: list[Tensor]) -> Grads:
+    dims = c.arg("dims")
+    n = len(dims)
+    inverse = [0] * n
+    for i, d in enumerate(dims):
+        inverse[d % n] = i
+    return (g[0].permute(*inverse),)
+
+
+@derivative("unsqueeze", "UnsqueezeBackward0", ("self",))
+def _unsqueeze(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].squeeze(c.arg("dim")),)
+
+
+@derivative("unsqueeze_", "UnsqueezeBackward1", ("self",))
+def _unsqueeze_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _unsqueeze(c, g)
+
+
+@derivative("squeeze", "SqueezeBackward0", ("self",))
+def _squeeze(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
+@derivative("squeeze_", "SqueezeBackward3", ("self",))
+def _squeeze_(c: Ctx, g: list[Tensor]) -> Grads:
+    return _squeeze(c, g)
+
+
+@derivative("squeeze.dim", "SqueezeBackward1", ("self",))
+def _squeeze_dim(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
+@derivative("expand", "ExpandBackward0", ("self",))
+def _expand(c: Ctx, g: list[Tensor]) -> Grads:
+    return (sum_to(g[0], c.shape("self")),)
+
+
+@derivative("select.int", "SelectBackward0", ("self",))
+def _select(c: Ctx, g: list[Tensor]) -> Grads:
+    z = zeros(c.shape("self"), g[0])
+    z.select(c.arg("dim"), c.arg("index")).copy_(g[0])
+    return (z,)
+
+
+@derivative("slice.Tensor", "SliceBackward0", ("self",))
+def _slice(c: Ctx, g: list[Tensor]) -> Grads:
+    z = zeros(c.shape("self"), g[0])
+    _call("slice.Tensor", (z, c.arg("dim"), c.arg("start"), c.arg("end"), c.arg("step"))).copy_(
+        g[0]
+    )
+    return (z,)
+
+
+def _split_grads(c: Ctx, g: list[Tensor | None], sizes: Sequence[int], dim: int) -> Grads:
+    shape = c.shape("self")
+    d = dim % len(shape)
+    like = next(x for x in g if x is not None)
+    z = zeros(shape, like)
+    start = 0
+    for gi, n in zip(g, sizes):
+        if gi is not None:
+            _call("slice.Tensor", (z, d, start, start + n, 1)).copy_(gi)
+        start += n
+    return (z,)
+
+
+@derivative("split.Tensor", "SplitBackward0", ("self",))
+def _split(c: Ctx, g: list[Tensor]) -> Grads:
+    shape = c.shape("self")
+    dim = c.arg("dim") % len(shape)
+    n, size = shape[dim], c.arg("split_size")
+    sizes = [min(size, n - i) for i in range(0, n, size)] if size else [0]
+    return _split_grads(c, list(g), sizes, dim)
+
+
+@derivative("split_with_sizes", "SplitWithSizesBackward0", ("self",))
+def _split_with_sizes(c: Ctx, g: list[Tensor]) -> Grads:
+    return _split_grads(c, list(g), c.arg("split_sizes"), c.arg("dim"))
+
+
+@derivative("unbind.int", "UnbindBackward0", ("self",))
+def _unbind(c: Ctx, g: list[Tensor]) -> Grads:
+    shape = c.shape("self")
+    dim = c.arg("dim") % len(shape)
+    like = next(x for x in g if x is not None)
+    z = zeros(shape, like)
+    for i, gi in enumerate(g):
+        if gi is not None:
+            z.select(dim, i).copy_(gi)
+    return (z,)
+
+
+@derivative("as_strided", "AsStridedBackward0", ("self",))
+def _as_strided(c: Ctx, g: list[Tensor]) -> Grads:
+    raise NotImplementedError("backward of a user-level as_strided is not modelled by dispatchsim")
+
+
+@derivative("_as_strided_backward", "AsStridedBackwardBackward0", ("grad",))
+def _as_strided_backward(c: Ctx, g: list[Tensor]) -> Grads:
+    raise NotImplementedError(
+        "double backward through an in-place change of a view (AsStridedBackward0) is not "
+        "modelled by dispatchsim"
+    )

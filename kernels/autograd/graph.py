@@ -1,0 +1,329 @@
+"""The autograd graph: mirrors ``torch::autograd::Node`` and its edges
+(torch/csrc/autograd/function.h), ``AccumulateGrad`` (functions/accumulate_grad.h),
+``CopySlices`` (functions/tensor.h) and ``SavedVariable`` (saved_variable.cpp).
+
+A node's ``next_edges`` are ``(node, input_nr)`` pairs, one per differentiable
+input of the operation that created it, ``(None, 0)`` for an input that does
+not require grad. ``apply`` maps the gradients of the node's outputs to the
+gradients of its inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from dispatch.tensorimpl import Tensor
+from dispatch.tls import state as _tls
+
+__all__ = [
+    "AccumulateGrad",
+    "CopySlices",
+    "Edge",
+    "GraphRoot",
+    "Node",
+    "SavedVariable",
+    "collect_next_edges",
+    "grad_accumulator",
+    "gradient_edge",
+    "message_name",
+]
+
+Edge = tuple["Node | None", int]
+_sequence = itertools.count()
+
+INFERENCE_SAVE_ERROR = (
+    "Inference tensors cannot be saved for backward. Please do not use Tensors created in "
+    "inference mode in computation tracked by autograd. To work around this, you can make a "
+    "clone to get a normal tensor and use it in autograd, or use `torch.no_grad()` instead of "
+    "`torch.inference_mode()`."
+)
+FREED_ERROR = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward."
+)
+
+
+def message_name(node: Node | None) -> str:
+    """Node names as PyTorch 2.13's error messages print them: ``AddBackward0`` -> ``Add``."""
+    if node is None:
+        return ""
+    name = node.name()
+    for suffix in ("Backward0", "Backward1", "Backward2", "Backward"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class Node:
+    """A backward function in the graph (``torch::autograd::Node``)."""
+
+    _name: ClassVar[str] = "Node"
+
+    def __init__(self, next_edges: Sequence[Edge] = ()) -> None:
+        self._next_edges: list[Edge] = list(next_edges)
+        self.sequence_nr = next(_sequence)
+        self._retains_grad_hooks: dict[int, Callable[[Tensor], None]] = {}
+        self._pre_hooks: list[Callable[..., Any]] = []
+        self._hooks: list[Callable[..., Any]] = []
+        self.num_outputs = 1  # how many forward outputs (= gradient inputs) this node has
+        self.input_metadata: list[tuple[tuple[int, ...], Any, str]] = []
+
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def next_functions(self) -> tuple[Edge, ...]:
+        return tuple(self._next_edges)
+
+    def next_edge(self, i: int) -> Edge:
+        return self._next_edges[i]
+
+    def should_compute_output(self, i: int) -> bool:
+        """``task_should_compute_output``: does input ``i`` lead anywhere?"""
+        return i < len(self._next_edges) and self._next_edges[i][0] is not None
+
+    def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
+        raise NotImplementedError(f"{self.name()} has no backward")
+
+    def release_variables(self) -> None:
+        """Free saved tensors after a backward pass that did not retain the graph."""
+
+    def register_hook(self, fn: Callable[..., Any]) -> Any:
+        self._hooks.append(fn)
+        return _RemovableHandle(self._hooks, fn)
+
+    def register_prehook(self, fn: Callable[..., Any]) -> Any:
+        self._pre_hooks.append(fn)
+        return _RemovableHandle(self._pre_hooks, fn)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+
+class _RemovableHandle:
+    def __init__(self, lst: list[Callable[..., Any]], fn: Callable[..., Any]) -> None:
+        self._lst, self._fn = lst, fn
+
+    def remove(self) -> None:
+        if self._fn in self._lst:
+            self._lst.remove(self._fn)
+
+
+class GraphRoot(Node):
+    """The engine's root: hands the initial gradients to the outputs' edges."""
+
+    _name = "GraphRoot"
+
+    def __init__(self, edges: Sequence[Edge], grads: Sequence[Tensor]) -> None:
+        super().__init__(edges)
+        self.grads = list(grads)
+
+    def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
+        return self.grads
+
+
+class AccumulateGrad(Node):
+    """Accumulates the incoming gradient into its leaf's ``.grad``."""
+
+    _name = "torch::autograd::AccumulateGrad"
+
+    def __init__(self, variable: Tensor) -> None:
+        super().__init__(())
+        self.variable = variable
+
+    def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
+        g = grads[0]
+        if g is None:
+            return ()
+        var = self.variable
+        if _tls.grad_mode:  # create_graph: keep the gradient's own history
+            var._grad = g if var._grad is None else var._grad + g
+        else:
+            if var._grad is None:
+                # torch steals the buffer when it can; a detached copy is always safe
+                var._grad = g.detach().clone() if g._base is not None or g is var else g.detach()
+            else:
+                var._grad = var._grad + g.detach()
+        return ()
+
+
+class SavedVariable:
+    """``torch::autograd::SavedVariable``: a tensor saved for backward, with the
+    version it had when saved; unpacking checks the version has not moved."""
+
+    __slots__ = (
+        "_grad_fn",
+        "_is_leaf",
+        "_is_output",
+        "_output_nr",
+        "_saved_version",
+        "_tensor",
+        "_version_counter",
+        "_was_freed",
+        "_weak_grad_fn",
+    )
+
+    def __init__(self, tensor: Tensor | None, is_output: bool = False) -> None:
+        self._was_freed = False
+        self._tensor = tensor
+        self._is_output = is_output
+        self._weak_grad_fn: Any = None
+        self._grad_fn: Node | None = None
+        if tensor is None:
+            self._saved_version = 0
+            self._version_counter = None
+            self._is_leaf = True
+            self._output_nr = 0
+            return
+        if tensor.is_inference():
+            raise RuntimeError(INFERENCE_SAVE_ERROR)
+        self._version_counter = tensor._version_counter
+        self._saved_version = self._version_counter.version if self._version_counter else 0
+        self._is_leaf = tensor._grad_fn is None
+        self._output_nr = tensor._output_nr
+
+    def unpack(self, saved_for: Node | None = None) -> Tensor | None:
+        if self._was_freed:
+            raise RuntimeError(FREED_ERROR)
+        t = self._tensor
+        if t is None:
+            return None
+        vc = self._version_counter
+        if vc is not None and vc.version != self._saved_version:
+            raise RuntimeError(self._version_error(t, vc.version))
+        return t
+
+    def _version_error(self, t: Tensor, current: int) -> str:
+        shape = ", ".join(str(d) for d in t.shape)
+        type_name = {
+            "float32": "FloatTensor",
+            "float64": "DoubleTensor",
+            "float16": "HalfTensor",
+            "int64": "LongTensor",
+            "int32": "IntTensor",
+            "bool": "BoolTensor",
+        }[t.dtype.name]
+        from kernels.autograd.variable import anomaly_enabled, current_grad_fn
+
+        fn = current_grad_fn(t)
+        where = f", which is output {t._output_nr} of {message_name(fn)}," if fn is not None else ""
+        if anomaly_enabled():
+            hint = (
+                "Hint: the backtrace further above shows the operation that failed to compute "
+                "its gradient. The variable in question was changed in there or anywhere later. "
+                "Good luck!"
+            )
+        else:
+            hint = (
+                "Hint: enable anomaly detection to find the operation that failed to compute its "
+                "gradient, with torch.autograd.set_detect_anomaly(True, check_nan=False)."
+            )
+        return (
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [torch.{type_name} [{shape}]]{where} is at version {current}; "
+            f"expected version {self._saved_version} instead. {hint}"
+        )
+
+    def reset_data(self) -> None:
+        self._tensor = None
+        self._was_freed = True
+
+    @property
+    def was_freed(self) -> bool:
+        return self._was_freed
+
+
+def grad_accumulator(t: Tensor) -> AccumulateGrad | None:
+    """The leaf's AccumulateGrad node, created once and held weakly by the tensor."""
+    if not t._requires_grad:
+        return None
+    ref = t._grad_accumulator
+    acc = ref() if ref is not None else None
+    if acc is None:
+        acc = AccumulateGrad(t)
+        t._grad_accumulator = weakref.ref(acc)
+    return acc
+
+
+def gradient_edge(t: Tensor) -> Edge:
+    """``gradient_edge``: (grad_fn, output_nr), or (AccumulateGrad, 0) for a leaf."""
+    from kernels.autograd.variable import current_grad_fn
+
+    fn = current_grad_fn(t)
+    if fn is not None:
+        return (fn, t._output_nr)
+    return (grad_accumulator(t), 0)
+
+
+def collect_next_edges(tensors: Sequence[Tensor | None]) -> list[Edge]:
+    out: list[Edge] = []
+    for t in tensors:
+        if t is None or not t.requires_grad:
+            out.append((None, 0))
+        else:
+            out.append(gradient_edge(t))
+    return out
+
+
+class CopySlices(Node):
+    """``torch::autograd::CopySlices``: the base's new grad_fn after an in-place op on one
+    of its views. It routes the slice of the base's gradient that the view covers through
+    the in-place op's own node, and the rest straight to the base's previous history."""
+
+    _name = "torch::autograd::CopySlices"
+
+    def __init__(
+        self,
+        base: Tensor,
+        view_geometry: Geometry,
+        fn: Node,
+        base_edge: Edge,
+    ) -> None:
+        super().__init__([base_edge, *fn._next_edges[1:]])
+        self.base_geometry = geometry(base, base)
+        self.view_geometry = view_geometry
+        self.fn = fn
+
+    def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
+        from dispatch.tensorimpl import _call
+
+        grad = grads[0]
+        if grad is None:
+            return [None] * len(self._next_edges)
+        size, stride, _ = self.base_geometry
+        # result has the base's geometry, so the view's geometry addresses the same elements
+        result = _call("empty_strided", (list(size), list(stride), grad.dtype, None, "cpu", None))
+        result.copy_(grad)
+        view_size, view_stride, view_offset = self.view_geometry
+        grad_slice = _call("as_strided", (result, list(view_size), list(view_stride), view_offset))
+        res = self.fn.apply([_call("clone", (grad_slice, None))])
+        out: list[Tensor | None] = [None] * len(self._next_edges)
+        if res and res[0] is not None:
+            grad_slice.copy_(res[0])
+        else:
+            grad_slice.zero_()
+        out[0] = result
+        for i in range(1, len(self._next_edges)):
+            out[i] = res[i] if i < len(res) else None
+        return out
+
+    def release_variables(self) -> None:
+        self.fn.release_variables()
+
+
+Geometry = tuple[tuple[int, ...], tuple[int, ...], int]
+
+
+def geometry(t: Tensor, root: Tensor) -> Geometry:
+    """(size, stride, storage_offset) of ``t`` in elements; the offset counts from
+    ``root``'s first element (the storage start of a view family)."""
+    a, r = t._data, root._data
+    item = a.itemsize
+    offset = (a.__array_interface__["data"][0] - r.__array_interface__["data"][0]) // item
+    return tuple(a.shape), tuple(s // item for s in a.strides), int(offset)

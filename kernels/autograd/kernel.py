@@ -1,0 +1,169 @@
+"""The Autograd kernel: mirrors the generated ``VariableType`` kernels
+(torch/csrc/autograd/generated/VariableType_*.cpp) and VariableTypeUtils.h.
+
+ONE generic kernel, built per operator from its schema and its entry in
+:mod:`kernels.autograd.derivatives`, registered under the ``Autograd`` alias key:
+
+1. ``compute_requires_grad``: grad mode is on and a differentiable input requires grad;
+2. out= variants refuse inputs that require grad; in-place variants ``check_inplace``;
+3. build the node, save what the formula will need (``SavedVariable`` refuses
+   inference tensors and records versions) — all *before* the kernel runs;
+4. redispatch below Autograd, under ``AutoDispatchBelowADInplaceOrView`` for
+   functional and view ops or ``AutoDispatchBelowAutograd`` for in-place / out=
+   ops (so operators a backend kernel calls go straight to the backend);
+5. ``set_history`` on the outputs, or ``rebase_history`` on an in-place op's self.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatch.dispatcher import redispatch_raw
+from dispatch.keyset import RAW_AFTER_AUTOGRAD, RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
+from dispatch.operator import KernelFunction, OperatorEntry
+from dispatch.tensorimpl import Tensor
+from dispatch.tls import state as _tls
+from kernels.autograd.derivatives import Ctx, Derivative
+from kernels.autograd.graph import Node, SavedVariable, collect_next_edges
+from kernels.autograd.variable import check_inplace, rebase_history, set_history
+
+__all__ = ["FormulaNode", "make_autograd_kernel", "node_class"]
+
+_DEBUG = "registered at kernels/autograd/kernel.py (generic Autograd kernel)"
+
+
+class FormulaNode(Node):
+    """A node whose backward is a formula of the derivatives table."""
+
+    derivative: Derivative
+
+    def __init__(self, next_edges: Any) -> None:
+        super().__init__(next_edges)
+        self.saved_variables: dict[str, SavedVariable] = {}
+        self.attrs: dict[str, Any] = {}
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.dtypes: dict[str, Any] = {}
+
+    def apply(self, grads: list[Tensor | None]) -> Any:
+        if all(g is None for g in grads):
+            return [None] * len(self._next_edges)
+        if self.num_outputs > 1:
+            grads = list(grads)
+        out = self.derivative.formula(Ctx(self), grads)  # type: ignore[arg-type]
+        return list(out)
+
+    def release_variables(self) -> None:
+        for sv in self.saved_variables.values():
+            sv.reset_data()
+
+
+_NODE_CLASSES: dict[str, type[FormulaNode]] = {}
+
+
+def node_class(d: Derivative) -> type[FormulaNode]:
+    """One Python class per node name, so ``type(t.grad_fn).__name__`` reads as in torch."""
+    cls = _NODE_CLASSES.get(d.op)
+    if cls is None:
+        short = d.node.rsplit("::", 1)[-1]
+        cls = type(short, (FormulaNode,), {"_name": d.node, "derivative": d, "__slots__": ()})
+        _NODE_CLASSES[d.op] = cls
+    return cls
+
+
+def _differentiable(t: Any) -> bool:
+    return isinstance(t, Tensor) and t.dtype.is_floating_point
+
+
+def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFunction:
+    schema = entry.schema
+    assert schema is not None
+    args = schema.arguments
+    index = {a.name: i for i, a in enumerate(args)}
+    mutable = [i for i, a in enumerate(args) if a.is_mutable]
+    is_out = schema.is_out_fn
+    is_inplace = bool(mutable) and not is_out
+    self_pos = mutable[0] if is_inplace else -1
+    op_name = schema.name
+    below = RAW_AUTOGRAD if (is_inplace or is_out) else RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
+    tensor_pos = [i for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list]
+
+    if d is None:
+        out_error = f"{op_name}(): functions with out=... arguments don't support automatic differentiation, but one of the arguments requires grad."
+
+        def no_formula(ks: int, *a: Any) -> Any:
+            s = _tls
+            if is_out and s.grad_mode:
+                for i in tensor_pos:
+                    t = a[i]
+                    if t is not None and i not in mutable and t.requires_grad:
+                        raise RuntimeError(out_error)
+            prev = s.excluded
+            s.excluded = prev | below
+            try:
+                return redispatch_raw(entry, ks & RAW_AFTER_AUTOGRAD, a)
+            finally:
+                s.excluded = prev
+
+        return KernelFunction(no_formula, True, _DEBUG, convention="full", name="autograd_kernel")
+
+    diff_pos = [index[n] for n in d.inputs]
+    cls = node_class(d)
+    save_pos = [(name, index[name], needed_by) for name, needed_by in d.save]
+    attr_pos = [(a.name, i) for i, a in enumerate(args) if a.base_type != "Tensor" or a.is_list]
+    shape_pos = [
+        (a.name, i) for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list
+    ]
+    clone_self_for = d.save_self_clone
+
+    def autograd_kernel(ks: int, *a: Any) -> Any:
+        s = _tls
+        # 1. compute_requires_grad
+        requires = False
+        if s.grad_mode:
+            for i in diff_pos:
+                t = a[i]
+                if t is not None and t.requires_grad:
+                    requires = True
+                    break
+        # 2.
+        if is_inplace:
+            check_inplace(a[self_pos], requires)
+        # 3.
+        node: FormulaNode | None = None
+        if requires:
+            node = cls(collect_next_edges([a[i] for i in diff_pos]))
+            for name, i in shape_pos:
+                t = a[i]
+                if t is not None:
+                    node.shapes[name] = tuple(t._data.shape)
+                    node.dtypes[name] = t.dtype
+            for name, i in attr_pos:
+                node.attrs[name] = a[i]
+            for name, i, needed_by in save_pos:
+                if not needed_by or any(node.should_compute_output(k) for k in needed_by):
+                    node.saved_variables[name] = SavedVariable(a[i])
+            if clone_self_for is not None and any(
+                node.should_compute_output(k) for k in clone_self_for
+            ):
+                node.saved_variables["self"] = SavedVariable(a[self_pos].clone())
+        # 4.
+        prev = s.excluded
+        s.excluded = prev | below
+        try:
+            out = redispatch_raw(entry, ks & RAW_AFTER_AUTOGRAD, a)
+        finally:
+            s.excluded = prev
+        # 5.
+        if node is not None:
+            if is_inplace:
+                rebase_history(a[self_pos], node)
+            elif isinstance(out, list | tuple):
+                node.num_outputs = len(out)
+                set_history([o if _differentiable(o) else None for o in out], node)
+            elif _differentiable(out):
+                set_history([out], node)
+            if d.save_result:
+                node.saved_variables["result"] = SavedVariable(out, is_output=True)
+        return out
+
+    return KernelFunction(autograd_kernel, True, _DEBUG, convention="full", name="autograd_kernel")

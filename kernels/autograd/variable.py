@@ -1,0 +1,215 @@
+"""Autograd metadata of tensors: mirrors ``torch::autograd::VariableHooks`` and the
+helpers of torch/csrc/autograd/variable.cpp and VariableTypeUtils.h —
+``grad_fn`` of views (regenerated after an in-place change), ``check_inplace``,
+``handle_view_on_rebase``, ``rebase_history`` and ``set_history``.
+
+``dispatch.tensorimpl`` calls in here through :data:`dispatch.tensorimpl.variable_hooks`,
+as ``TensorImpl`` calls ``at::impl::VariableHooks``: the tensor core needs no import
+of the autograd package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dispatch.tensorimpl import CreationMeta, Tensor
+from dispatch.tls import state as _tls
+from kernels.autograd.graph import (
+    CopySlices,
+    Node,
+    collect_next_edges,
+    geometry,
+    gradient_edge,
+    message_name,
+)
+
+__all__ = [
+    "anomaly_enabled",
+    "check_inplace",
+    "current_grad_fn",
+    "handle_view_on_rebase",
+    "rebase_history",
+    "set_history",
+]
+
+_anomaly = [False]
+
+
+def anomaly_enabled() -> bool:
+    return _anomaly[0]
+
+
+def set_detect_anomaly(mode: bool) -> None:
+    _anomaly[0] = bool(mode)
+
+
+LEAF_ERROR = "a leaf Variable that requires grad is being used in an in-place operation."
+VIEW_OF_LEAF_ERROR = (
+    "a view of a leaf Variable that requires grad is being used in an in-place operation."
+)
+
+
+def handle_view_on_rebase(view: Tensor, indirect: bool = False) -> None:
+    """Raise PyTorch's error for an in-place change of a view whose creation meta forbids it."""
+    meta = view._creation_meta
+    if meta is CreationMeta.DEFAULT:
+        return
+    grad_fn = view._grad_fn
+    modified = "its base or another view of its base has been" if indirect else "is being"
+    if meta in (CreationMeta.INFERENCE_MODE, CreationMeta.NO_GRAD_MODE) or grad_fn is None:
+        if grad_fn is not None:
+            prefix = (
+                f"Output {view._output_nr} of {message_name(grad_fn)} is a view of a view which "
+                "was created in"
+            )
+        else:
+            prefix = "A view was created in"
+        if meta is CreationMeta.INFERENCE_MODE:
+            msg = f"{prefix} inference mode and {modified} modified inplace in normal mode."
+        else:
+            msg = f"{prefix} no_grad mode and {modified} modified inplace with grad mode enabled."
+    else:
+        msg = (
+            f"Output {view._output_nr} of {message_name(grad_fn)} is a view and {modified} "
+            "modified inplace."
+        )
+    if meta is CreationMeta.MULTI_OUTPUT_NODE:
+        msg += (
+            " This view is the output of a function that returns multiple views. Such functions "
+            "do not allow the output views to be modified inplace. You should replace the "
+            "inplace operation by an out-of-place one."
+        )
+    elif meta is CreationMeta.NO_GRAD_MODE:
+        msg += (
+            " Given that this use case is ambiguous and error-prone, it is forbidden. You can "
+            "clarify your code by moving both the view and the inplace either both inside the "
+            "no_grad block (if you don't want the inplace to be tracked) or both outside (if you "
+            "want the inplace to be tracked)."
+        )
+    elif meta is CreationMeta.INFERENCE_MODE:
+        msg += (
+            " Given that this use case is ambiguous and error-prone, it is forbidden. You can "
+            "clarify your code by moving both the view and the inplace either both inside the "
+            "inference_mode block (if you don't want the inplace to be tracked) or both outside "
+            "(if you want the inplace to be tracked)."
+        )
+    elif meta is CreationMeta.IN_CUSTOM_FUNCTION:
+        msg += (
+            " This view was created inside a custom Function (or because an input was returned "
+            "as-is) and the autograd logic to handle view+inplace would override the custom "
+            "backward associated with the custom Function, leading to incorrect gradients. This "
+            "behavior is forbidden. You can fix this by cloning the output of the custom "
+            "Function."
+        )
+    raise RuntimeError(msg)
+
+
+class AsStridedBackward0(Node):
+    """The regenerated grad_fn of a view whose base changed in place: one node for the
+    whole chain of view ops, addressed by the view's geometry within its base."""
+
+    _name = "AsStridedBackward0"
+
+    def __init__(self, base: Tensor, view: Tensor) -> None:
+        super().__init__(collect_next_edges([base]))
+        self.base_geometry = geometry(base, base)
+        self.view_geometry = geometry(view, base)
+
+    def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
+        from dispatch.tensorimpl import _call
+
+        g = grads[0]
+        if g is None:
+            return [None]
+        base_size, base_stride, _ = self.base_geometry
+        size, stride, offset = self.view_geometry
+        return [
+            _call(
+                "_as_strided_backward",
+                (g, list(base_size), list(base_stride), list(size), list(stride), offset),
+            )
+        ]
+
+
+def current_grad_fn(t: Tensor) -> Any:
+    """``VariableHooks::grad_fn``: for a view whose version moved since its grad_fn was
+    set (its base or another view was modified in place), check the creation meta
+    (the *indirect* error) and regenerate the grad_fn as AsStridedBackward0."""
+    base = t._base
+    if base is None:
+        return t._grad_fn
+    if t._grad_fn is None and not base.requires_grad:
+        return None
+    vc = t._version_counter
+    current = vc.version if vc is not None else 0
+    if t._attr_version != current:
+        handle_view_on_rebase(t, indirect=True)
+        fn = AsStridedBackward0(base, t)
+        fn.input_metadata = [(tuple(t._data.shape), t.dtype, t.device.type)]
+        t._grad_fn = fn
+        t._output_nr = 0
+        t._attr_version = current
+    return t._grad_fn
+
+
+def check_inplace(t: Tensor, requires_grad: bool) -> None:
+    """``check_inplace``: may ``t`` be modified in place by an op that records autograd?"""
+    if not (requires_grad and _tls.grad_mode):
+        return
+    base = t._base
+    if base is not None:
+        handle_view_on_rebase(t)
+        if t.requires_grad and current_grad_fn(base) is None:
+            raise RuntimeError(VIEW_OF_LEAF_ERROR)
+    if t.requires_grad and current_grad_fn(t) is None:
+        raise RuntimeError(LEAF_ERROR)
+
+
+def set_history(outputs: Sequence[Tensor | None], fn: Node) -> None:
+    """``set_history``: the outputs of a recorded op get ``fn`` as grad_fn."""
+    for i, o in enumerate(outputs):
+        if o is None:
+            continue
+        o._grad_fn = fn
+        o._output_nr = i
+        if o._base is not None:
+            vc = o._version_counter
+            o._attr_version = vc.version if vc is not None else 0
+
+
+def rebase_history(t: Tensor, fn: Node) -> None:
+    """``rebase_history``: after an in-place op recorded ``fn`` on ``t``. For a view, the
+    base gets CopySlices (so the base's gradient flows through ``fn`` where the view
+    is) and the view's own grad_fn is regenerated on next access."""
+    base = t._base
+    if base is not None:
+        base_edge = gradient_edge(base)
+        copy_slices = CopySlices(base, geometry(t, base), fn, base_edge)
+        copy_slices.input_metadata = [(tuple(base._data.shape), base.dtype, base.device.type)]
+        _move_retains_grad(base, copy_slices)
+        base._grad_fn = copy_slices
+        base._output_nr = 0
+        # the view's grad_fn is now stale: regenerate it (AsStridedBackward0) right away
+        t._attr_version = -1
+        current_grad_fn(t)
+        return
+    _move_retains_grad(t, fn)
+    t._grad_fn = fn
+    t._output_nr = 0
+
+
+def _move_retains_grad(t: Tensor, new_fn: Node) -> None:
+    old = t._grad_fn
+    if t._retains_grad and old is not None:
+        hook = old._retains_grad_hooks.pop(t._output_nr, None)
+        if hook is not None:
+            new_fn._retains_grad_hooks[0] = hook
+
+
+def backward(
+    t: Tensor, gradient: Tensor | None, retain_graph: bool | None, create_graph: bool, inputs: Any
+) -> None:
+    from kernels.autograd.engine import backward as run
+
+    run(t, None if gradient is None else [gradient], retain_graph, create_graph, inputs)
