@@ -80,10 +80,14 @@ def tensor_repr(t: Tensor) -> str:
             suffixes.append(f"size={tuple(a.shape)}")
         if default_dtype is not t.dtype or (a.size == 0 and t.dtype is not dt.float32):
             suffixes.append(f"dtype={t.dtype}")
-    if t._grad_fn is not None:
-        name = t._grad_fn.name() if hasattr(t._grad_fn, "name") else type(t._grad_fn).__name__
-        suffixes.append(f"grad_fn=<{name}>")
-    elif t._requires_grad:
-        suffixes.append("requires_grad=True")
+    try:
+        fn = t.grad_fn
+    except RuntimeError:  # a view whose base changed in place where that is forbidden
+        suffixes.append("grad_fn=<Invalid>")
+    else:
+        if fn is not None:
+            suffixes.append(f"grad_fn=<{fn.name().rsplit('::', 1)[-1]}>")
+        elif t.requires_grad:
+            suffixes.append("requires_grad=True")
     inner = ", ".join([body, *suffixes])
     return f"tensor({inner})"

@@ -57,6 +57,9 @@ class CreationMeta(enum.IntEnum):
     NO_GRAD_MODE = 3
     INFERENCE_MODE = 4
 
+    def __str__(self) -> str:
+        return f"CreationMeta.{self.name}"
+
 
 class Size(tuple[int, ...]):
     """``torch.Size``."""
@@ -500,6 +503,12 @@ class Tensor:
         if dim is None and not keepdim:
             return _call("mean", (self, dtype))
         return _call("mean.dim", (self, _dims(dim), keepdim, dtype))
+
+    def any(self) -> Tensor:
+        return _call("any", (self,))
+
+    def all(self) -> Tensor:
+        return _call("all", (self,))
 
     def matmul(self, other: Tensor) -> Tensor:
         return _call("matmul", (self, other))

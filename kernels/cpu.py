@@ -396,6 +396,16 @@ def sum_dim(
     )
 
 
+@cpu("any")
+def any_(self: Tensor) -> Tensor:
+    return new_cpu_tensor(np.asarray(np.any(self._data)))
+
+
+@cpu("all")
+def all_(self: Tensor) -> Tensor:
+    return new_cpu_tensor(np.asarray(np.all(self._data)))
+
+
 def _mean_dtype(self: Tensor, dtype: DType | None) -> DType:
     r = dtype if dtype is not None else self.dtype
     if not r.is_floating_point:

@@ -136,6 +136,11 @@ def sum_dim(
     return new_meta(_reduced(_shape(self), dim, keepdim), C._sum_dtype(self, dtype))
 
 
+@meta("any", "all")
+def any_all(self: Tensor) -> Tensor:
+    return new_meta((), dt.bool_)
+
+
 @meta("mean")
 def mean(self: Tensor, dtype: DType | None = None) -> Tensor:
     return new_meta((), C._mean_dtype(self, dtype))

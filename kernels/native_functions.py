@@ -90,6 +90,8 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
         "cpu",
     ),
     _F("aten::mean(Tensor self, *, ScalarType? dtype=None) -> Tensor", "cpu"),
+    _F("aten::any(Tensor self) -> Tensor", "cpu"),
+    _F("aten::all(Tensor self) -> Tensor", "cpu"),
     _F(
         "aten::mean.dim(Tensor self, int[1]? dim, bool keepdim=False, *, ScalarType? dtype=None) -> Tensor",
         "cpu",
