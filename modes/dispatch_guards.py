@@ -88,12 +88,16 @@ class AutoDispatchBelowADInplaceOrView(ExcludeDispatchKeyGuard):
         super().__init__(DispatchKeySet.from_raw(RAW_AUTOGRAD_WITH_ADINPLACEORVIEW))
 
 
-class AutoNonVariableTypeMode(ExcludeDispatchKeyGuard):
-    """Deprecated: excludes the autograd keys only, like PyTorch's."""
+class AutoNonVariableTypeMode(AutoDispatchBelowADInplaceOrView):
+    """Deprecated: the guard that was renamed AutoDispatchBelowADInplaceOrView, and an
+    alias of it here (design.md's table; the Gradient Modes document's "now renamed to").
+    PyTorch 2.13's C++ class excludes only the autograd keys — see docs/divergences.md."""
 
     __slots__ = ()
 
     def __init__(self, enabled: bool = True) -> None:
+        if not enabled:
+            raise RuntimeError("AutoNonVariableTypeMode(false) is not supported")
         warnings.warn(
             "AutoNonVariableTypeMode is deprecated and will be removed in 1.10 release. For kernel "
             "implementations please use AutoDispatchBelowADInplaceOrView instead, If you are "
@@ -104,4 +108,4 @@ class AutoNonVariableTypeMode(ExcludeDispatchKeyGuard):
             DeprecationWarning,
             stacklevel=2,
         )
-        super().__init__(DispatchKeySet.from_raw(RAW_AUTOGRAD if enabled else 0))
+        super().__init__()
