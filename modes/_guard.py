@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
@@ -32,27 +33,40 @@ def restore(snap: Snapshot) -> None:
 
 
 class Guard:
-    """Base class: subclasses implement :meth:`_apply` (edit the TLS)."""
+    """Base class: subclasses implement :meth:`_apply` (edit the TLS) and, when they
+    edit less than everything, :meth:`_save` / :meth:`_restore` for just what they edit
+    — as each c10 guard saves only its own field, so guards exited out of order still
+    leave every other setting alone."""
 
     __slots__ = ("_saved",)
+    # torch's lowercase context managers give `None` to `with ... as x`
+    _enter_result_is_self = True
 
     def __init__(self) -> None:
-        self._saved: list[Snapshot] = []
+        self._saved: list[Any] = []
 
     def _apply(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __enter__(self) -> Guard:
-        self._saved.append(snapshot())
+    def _save(self) -> Any:
+        return snapshot()
+
+    def _restore(self, saved: Any) -> None:
+        restore(saved)
+
+    def __enter__(self) -> Any:
+        saved = self._save()
+        self._saved.append(saved)
         try:
             self._apply()
         except BaseException:
-            restore(self._saved.pop())
+            self._saved.pop()
+            self._restore(saved)
             raise
-        return self
+        return self if self._enter_result_is_self else None
 
     def __exit__(self, *exc: object) -> None:
-        restore(self._saved.pop())
+        self._restore(self._saved.pop())
 
     def clone(self) -> Guard:
         """A fresh guard with the same settings (used when decorating)."""
@@ -69,7 +83,16 @@ class Guard:
     def __call__(self, func: F) -> F:
         """Use the guard as a decorator: each call of ``func`` runs inside a fresh copy."""
         if inspect.isclass(func):
-            raise TypeError(f"{type(self).__name__} cannot decorate a class")
+            warnings.warn(
+                "Decorating classes is deprecated and will be disabled in future versions. You "
+                "should only decorate functions or methods. To preserve the current behavior of "
+                "class decoration, you can directly decorate the `__init__` method and nothing "
+                "else.",
+                FutureWarning,
+                stacklevel=2,
+            )
+            func.__init__ = self(func.__init__)  # type: ignore[method-assign]
+            return func
         if inspect.isgeneratorfunction(func):
             return self._wrap_generator(func)  # type: ignore[return-value]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from typing import Any
 
 from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW, DispatchKeySet
@@ -45,6 +46,12 @@ class ExcludeDispatchKeyGuard(Guard):
     def keyset(self) -> DispatchKeySet:
         return DispatchKeySet.from_raw(self._raw)
 
+    def _save(self) -> int:
+        return _tls.excluded
+
+    def _restore(self, saved: Any) -> None:
+        _tls.excluded = saved
+
     def _apply(self) -> None:
         _tls.excluded |= self._raw
 
@@ -65,6 +72,12 @@ class IncludeDispatchKeyGuard(Guard):
     @property
     def keyset(self) -> DispatchKeySet:
         return DispatchKeySet.from_raw(self._raw)
+
+    def _save(self) -> int:
+        return _tls.included
+
+    def _restore(self, saved: Any) -> None:
+        _tls.included = saved
 
     def _apply(self) -> None:
         _tls.included |= self._raw

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.tls import state as _tls
-from modes._guard import Guard, snapshot
+from modes._guard import Guard
 
 __all__ = [
     "AutoGradMode",
@@ -26,7 +26,19 @@ def is_grad_enabled() -> bool:
     return _tls.grad_mode
 
 
-class AutoGradMode(Guard):
+class _GradModeGuard(Guard):
+    """Saves and restores the grad-mode flag only (``c10::AutoGradMode``)."""
+
+    __slots__ = ()
+
+    def _save(self) -> bool:
+        return _tls.grad_mode
+
+    def _restore(self, saved: Any) -> None:
+        _tls.grad_mode = saved
+
+
+class AutoGradMode(_GradModeGuard):
     """``c10::AutoGradMode(enabled)``: set grad mode for the scope."""
 
     __slots__ = ("enabled",)
@@ -48,10 +60,11 @@ class NoGradGuard(AutoGradMode):
         super().__init__(False)
 
 
-class _DecoratorGuard(Guard):
+class _DecoratorGuard(_GradModeGuard):
     """torch's ``_NoParamDecoratorContextManager``: ``@no_grad`` works bare too."""
 
     __slots__ = ()
+    _enter_result_is_self = False
 
     def __new__(cls, orig_func: Any = None, *args: Any, **kwargs: Any) -> Any:
         if orig_func is not None and callable(orig_func) and not args and not kwargs:
@@ -83,36 +96,40 @@ class enable_grad(_DecoratorGuard):
         _tls.grad_mode = True
 
 
-class set_grad_enabled(Guard):
+class set_grad_enabled(_GradModeGuard):
     """``torch.set_grad_enabled(mode)``: takes effect when called, as torch's does;
-    as a context manager it restores the mode from before the call."""
+    as a context manager it restores the grad mode from before the call."""
 
     __slots__ = ("_prev", "mode")
+    _enter_result_is_self = False
 
     def __init__(self, mode: bool) -> None:
+        if not isinstance(mode, bool):
+            raise TypeError(
+                "set_grad_enabled(): argument 'enabled' (position 1) must be bool, not "
+                f"{type(mode).__name__}"
+            )
         super().__init__()
-        self.mode = bool(mode)
-        self._prev = snapshot()
-        _tls.grad_mode = self.mode
+        self.mode = mode
+        self._prev = _tls.grad_mode
+        _tls.grad_mode = mode
 
-    def __enter__(self) -> set_grad_enabled:
+    def __enter__(self) -> None:
         self._saved.append(self._prev)
         _tls.grad_mode = self.mode
-        return self
+        return None
 
     def _apply(self) -> None:
         _tls.grad_mode = self.mode
 
     def __call__(self, func: Any) -> Any:
         # Decorating: undo the mode change the constructor made, as torch does.
-        from modes._guard import restore
-
-        restore(self._prev)
+        _tls.grad_mode = self._prev
         return super().__call__(func)
 
     def clone(self) -> Guard:
         new = object.__new__(type(self))
         Guard.__init__(new)
         new.mode = self.mode
-        new._prev = snapshot()
+        new._prev = _tls.grad_mode
         return new
