@@ -147,6 +147,7 @@ def run_backward(
                         out_grads = list(r)
                 if not retain_graph:
                     node.release_variables()
+                out_grads = _validate_outputs(node, out_grads)
             for i, (nxt, input_nr) in enumerate(node._next_edges):
                 if nxt is None:
                     continue
@@ -173,6 +174,55 @@ def run_backward(
                     "the graph. Set allow_unused=True if this is the desired behavior."
                 )
     return results
+
+
+def _expected_metadata(node: Node, input_nr: int) -> Any:
+    if isinstance(node, AccumulateGrad):
+        v = node.variable
+        return (tuple(v._data.shape), v.dtype)
+    meta = node.input_metadata
+    if input_nr < len(meta) and meta[input_nr] is not None and meta[input_nr][1] is not None:
+        return meta[input_nr]
+    return None
+
+
+def _validate_outputs(node: Node, grads: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``validate_outputs``: each gradient must fit the input it flows to — reduced when
+    broadcast (``sum_to``), cast to its dtype, otherwise PyTorch's error."""
+    from kernels.autograd.derivatives import sum_to
+
+    out = list(grads)
+    for i, (nxt, input_nr) in enumerate(node._next_edges):
+        if nxt is None or i >= len(out) or out[i] is None:
+            continue
+        meta = _expected_metadata(nxt, input_nr)
+        if meta is None:
+            continue
+        g = out[i]
+        assert g is not None
+        shape, dtype = meta[0], meta[1]
+        if tuple(g.shape) != tuple(shape):
+            if not _expandable(shape, tuple(g.shape)):
+                got = "[" + ", ".join(str(d) for d in g.shape) + "]"
+                want = "[" + ", ".join(str(d) for d in shape) + "]"
+                raise RuntimeError(
+                    f"Function {node.name()} returned an invalid gradient at index {i} - got "
+                    f"{got} but expected shape compatible with {want}"
+                )
+            g = sum_to(g, shape)
+        if g.dtype is not dtype:
+            g = g.to(dtype)
+        out[i] = g
+    return out
+
+
+def _expandable(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    if len(shape) > len(target):
+        return False
+    for a, b in zip(reversed(shape), reversed(target)):
+        if a != b and a != 1:
+            return False
+    return True
 
 
 def _exec_info(nodes: Any, targets: set[int]) -> dict[int, bool]:

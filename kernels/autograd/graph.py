@@ -143,7 +143,15 @@ class AccumulateGrad(Node):
             return ()
         var = self.variable
         if _tls.grad_mode:  # create_graph: keep the gradient's own history
-            var._grad = g if var._grad is None else var._grad + g
+            if var._grad is None:
+                # clone_obey_contract: a fresh tensor with the variable's strides, copied into
+                from dispatch.tensorimpl import _call
+
+                size, stride, _ = geometry(var, var)
+                fresh = _call("empty_strided", (list(size), list(stride), g.dtype, None, "cpu", None))
+                var._grad = fresh.copy_(g)
+            else:
+                var._grad = var._grad + g
         else:
             if var._grad is None:
                 # torch steals the buffer when it can; a detached copy is always safe
@@ -196,10 +204,10 @@ class SavedVariable:
             return None
         vc = self._version_counter
         if vc is not None and vc.version != self._saved_version:
-            raise RuntimeError(self._version_error(t, vc.version))
+            raise RuntimeError(self._version_error(t, vc.version, saved_for))
         return t
 
-    def _version_error(self, t: Tensor, current: int) -> str:
+    def _version_error(self, t: Tensor, current: int, saved_for: Node | None = None) -> str:
         shape = ", ".join(str(d) for d in t.shape)
         type_name = {
             "float32": "FloatTensor",
@@ -211,8 +219,15 @@ class SavedVariable:
         }[t.dtype.name]
         from kernels.autograd.variable import anomaly_enabled, current_grad_fn
 
-        fn = current_grad_fn(t)
-        where = f", which is output {t._output_nr} of {message_name(fn)}," if fn is not None else ""
+        if self._is_output and saved_for is not None:
+            # a saved output names the node that saved it (torch saves outputs without their
+            # grad_fn and hands `saved_for` back on unpack)
+            fn: Node | None = saved_for
+            output_nr = self._output_nr
+        else:
+            fn = current_grad_fn(t)
+            output_nr = t._output_nr
+        where = f", which is output {output_nr} of {message_name(fn)}," if fn is not None else ""
         if anomaly_enabled():
             hint = (
                 "Hint: the backtrace further above shows the operation that failed to compute "

@@ -173,12 +173,13 @@ def set_history(outputs: Sequence[Tensor | None], fn: Node) -> None:
             continue
         o._grad_fn = fn
         o._output_nr = i
+        _record_input_metadata(fn, i, o)
         if o._base is not None:
             vc = o._version_counter
             o._attr_version = vc.version if vc is not None else 0
 
 
-def rebase_history(t: Tensor, fn: Node) -> None:
+def rebase_history(t: Tensor, fn: Node, output_nr: int = 0) -> None:
     """``rebase_history``: after an in-place op recorded ``fn`` on ``t``. For a view, the
     base gets CopySlices (so the base's gradient flows through ``fn`` where the view
     is) and the view's own grad_fn is regenerated on next access."""
@@ -194,17 +195,26 @@ def rebase_history(t: Tensor, fn: Node) -> None:
         t._attr_version = -1
         current_grad_fn(t)
         return
-    _move_retains_grad(t, fn)
+    _move_retains_grad(t, fn, output_nr)
     t._grad_fn = fn
-    t._output_nr = 0
+    t._output_nr = output_nr
+    _record_input_metadata(fn, output_nr, t)
 
 
-def _move_retains_grad(t: Tensor, new_fn: Node) -> None:
+def _move_retains_grad(t: Tensor, new_fn: Node, output_nr: int = 0) -> None:
     old = t._grad_fn
     if t._retains_grad and old is not None:
         hook = old._retains_grad_hooks.pop(t._output_nr, None)
         if hook is not None:
-            new_fn._retains_grad_hooks[0] = hook
+            new_fn._retains_grad_hooks[output_nr] = hook
+
+
+def _record_input_metadata(fn: Node, i: int, t: Tensor) -> None:
+    """What the engine checks the gradient for output ``i`` of ``fn`` against."""
+    meta = fn.input_metadata
+    while len(meta) <= i:
+        meta.append(None)  # type: ignore[arg-type]
+    meta[i] = (tuple(t._data.shape), t.dtype, t.device.type)
 
 
 def backward(
