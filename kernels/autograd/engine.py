@@ -219,10 +219,7 @@ def _validate_outputs(node: Node, grads: Sequence[Tensor | None]) -> list[Tensor
 def _expandable(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     if len(shape) > len(target):
         return False
-    for a, b in zip(reversed(shape), reversed(target)):
-        if a != b and a != 1:
-            return False
-    return True
+    return all(a in (b, 1) for a, b in zip(reversed(shape), reversed(target)))
 
 
 def _exec_info(nodes: Any, targets: set[int]) -> dict[int, bool]:
