@@ -543,9 +543,20 @@ def bmm(self: Tensor, mat2: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------
 # copies and fills
 # ------------------------------------------------------------------------------------------
+def _copy_into_new(self: Tensor, dtype: Any, device: str) -> Tensor:
+    """``at::clone`` / ``_to_copy``: allocate, then a dispatched ``copy_``. Reached through
+    the Autograd kernel, that copy_ runs below ADInplaceOrView; reached without it (an
+    inference tensor outside inference mode) the new tensor's ADInplaceOrView kernel runs
+    and bumps it to version 1 — as in PyTorch, where this falls out of the same keys."""
+    from dispatch.tensorimpl import _call
+
+    out = new_tensor(np.empty(self._data.shape, dtype=dtype), device)
+    return _call("copy_", (out, self, False))
+
+
 @cpu("clone")
 def clone(self: Tensor, memory_format: Any = None) -> Tensor:
-    return new_cpu_tensor(np.array(self._data, copy=True, order="C"))
+    return _copy_into_new(self, self._data.dtype, "cpu")
 
 
 @cpu("copy_")
@@ -620,7 +631,7 @@ def to_copy(
         return new_tensor(meta_array(self._data.shape, d), "meta")
     if self.is_meta:
         raise NotImplementedError("Cannot copy out of meta tensor; no data!")
-    return new_tensor(np.array(self._data, dtype=d, copy=True, order="C"), target)
+    return _copy_into_new(self, d, target)
 
 
 # ------------------------------------------------------------------------------------------
