@@ -201,8 +201,16 @@ class Tensor:
         return self._data.shape[_wrap_dim(dim, self._data.ndim)]
 
     def stride(self, dim: int | None = None) -> Any:
-        item = self._data.itemsize
-        strides = tuple(s // item for s in self._data.strides)
+        a = self._data
+        if a.size == 0:  # numpy gives empty arrays zero strides; torch keeps contiguous ones
+            acc, out = 1, []
+            for d in reversed(a.shape):
+                out.append(acc)
+                acc *= max(d, 1)
+            strides = tuple(reversed(out))
+        else:
+            item = a.itemsize
+            strides = tuple(s // item for s in a.strides)
         return strides if dim is None else strides[_wrap_dim(dim, self._data.ndim)]
 
     def dim(self) -> int:

@@ -118,7 +118,7 @@ def _register_autograd(K: Any) -> None:
 
     tensorimpl.variable_hooks = variable
     for nf in NATIVE_FUNCTIONS:
-        if nf.kind not in ("cpu",):
+        if nf.kind not in ("cpu", "cea"):
             continue
         entry = dispatcher.find_schema(nf.schema.split("(")[0])
         short = entry.name.split("::", 1)[1]

@@ -233,49 +233,57 @@ def _pow_scalar_(c: Ctx, g: list[Tensor]) -> Grads:
     return _pow_scalar(c, g)
 
 
+def _pow_grads(c: Ctx, go: Tensor, s: Tensor, e: Tensor, result: Callable[[], Tensor]) -> Grads:
+    """``pow_backward_self`` / ``pow_backward_exponent``, with PyTorch's ``where`` masks
+    written in arithmetic (dispatchsim has no ``where``): the gradient for ``self`` is 0
+    where ``self == 0 and exponent == 0`` (not ``0 * 0**-1 = nan``), the one for
+    ``exponent`` is 0 where ``self == 0 and exponent >= 0`` (not ``0 * log(0) = nan``).
+    PyTorch masks ``exponent == 0`` for every ``self``; the values agree, and leaving
+    ``self != 0`` unmasked keeps the derivative of this gradient with respect to
+    ``exponent`` right there (``1 / self``; PyTorch's ``where`` gives 0)."""
+    gs = None
+    if c.needs(0):
+        zero_zero = e.eq(0).to(e.dtype) * s.eq(0).to(e.dtype)
+        gs = _to(sum_to(go * e * s.pow(e - 1 + zero_zero), c.shape("self")), c.dtype("self"))
+    ge = None
+    if c.needs(1):
+        masked = s.eq(0).to(s.dtype) * e.ge(0).to(s.dtype)
+        ge = _to(
+            sum_to(go * result() * (s + masked).log(), c.shape("exponent")), c.dtype("exponent")
+        )
+    return (gs, ge)
+
+
 @derivative(
     "pow.Tensor_Tensor",
     "PowBackward1",
     ("self", "exponent"),
-    save={"self": (0, 1), "exponent": (0,)},
+    save={"self": (0, 1), "exponent": (0, 1)},
     save_result=True,
 )
 def _pow_tensor(c: Ctx, g: list[Tensor]) -> Grads:
-    (go,) = g
-    s = c.saved("self")
-    gs = None
-    if c.needs(0):
-        e = c.saved("exponent")
-        gs = sum_to(go * e * s.pow(e - 1), c.shape("self"))
-    ge = None
-    if c.needs(1):
-        ge = sum_to(go * c.result * s.log(), c.shape("exponent"))
-    return (gs, ge)
+    return _pow_grads(c, g[0], c.saved("self"), c.saved("exponent"), lambda: c.result)
 
 
 @derivative(
     "pow_.Tensor",
     "PowBackward1",
     ("self", "exponent"),
-    save={"exponent": (0,)},
+    save={"exponent": (0, 1)},
     save_self_clone=(0, 1),
 )
 def _pow_tensor_(c: Ctx, g: list[Tensor]) -> Grads:
-    (go,) = g
-    s = c.saved("self")
-    gs = None
-    if c.needs(0):
-        e = c.saved("exponent")
-        gs = sum_to(go * e * s.pow(e - 1), c.shape("self"))
-    ge = None
-    if c.needs(1):
-        ge = sum_to(go * s.pow(c.saved("exponent")) * s.log(), c.shape("exponent"))
-    return (gs, ge)
+    s, e = c.saved("self"), c.saved("exponent")  # self as it was before the op
+    return _pow_grads(c, g[0], s, e, lambda: s.pow(e))
 
 
 @derivative("pow.Scalar", "PowBackward2", ("exponent",), save_result=True)
 def _pow_scalar_base(c: Ctx, g: list[Tensor]) -> Grads:
-    return (g[0] * c.result * math.log(c.arg("self")),)
+    base, r = c.arg("self"), c.result
+    if base == 0:
+        # torch: 0 where exponent >= 0, else result * log(0) = -inf (result is inf there)
+        return (g[0] * (0 - r * r.gt(1).to(r.dtype)),)
+    return (g[0] * r * (math.log(base) if base > 0 else math.nan),)
 
 
 # -- pointwise unary ------------------------------------------------------------------------------
@@ -306,7 +314,7 @@ def _cos(c: Ctx, g: list[Tensor]) -> Grads:
 
 @derivative(("relu", "relu_"), "ReluBackward0", ("self",), save_result=True)
 def _relu(c: Ctx, g: list[Tensor]) -> Grads:
-    mask = _call("gt.Tensor", (c.result, 0)).to(g[0].dtype)
+    mask = c.result.gt(0).to(g[0].dtype)
     return (g[0] * mask,)
 
 
@@ -333,7 +341,7 @@ def _unsqueeze_dims(g: Tensor, dims: Sequence[int] | None, ndim: int) -> Tensor:
 
 @derivative("sum", "SumBackward0", ("self",))
 def _sum(c: Ctx, g: list[Tensor]) -> Grads:
-    return (g[0].expand(c.shape("self")),)
+    return (_to(g[0].expand(c.shape("self")), c.dtype("self")),)
 
 
 @derivative("sum.dim_IntList", "SumBackward1", ("self",))
@@ -342,13 +350,13 @@ def _sum_dim(c: Ctx, g: list[Tensor]) -> Grads:
     go = g[0]
     if not c.arg("keepdim") and shape:
         go = _unsqueeze_dims(go, c.arg("dim"), len(shape))
-    return (go.expand(shape),)
+    return (_to(go.expand(shape), c.dtype("self")),)
 
 
 @derivative("mean", "MeanBackward0", ("self",))
 def _mean(c: Ctx, g: list[Tensor]) -> Grads:
     shape = c.shape("self")
-    return (g[0].expand(shape) / max(math.prod(shape), 1),)
+    return (_to(g[0].expand(shape) / max(math.prod(shape), 1), c.dtype("self")),)
 
 
 @derivative("mean.dim", "MeanBackward1", ("self",))
@@ -359,7 +367,7 @@ def _mean_dim(c: Ctx, g: list[Tensor]) -> Grads:
     go = g[0]
     if not c.arg("keepdim") and shape:
         go = _unsqueeze_dims(go, dims, len(shape))
-    return (go.expand(shape) / max(n, 1),)
+    return (_to(go.expand(shape) / max(n, 1), c.dtype("self")),)
 
 
 # -- linear algebra -------------------------------------------------------------------------------
@@ -434,7 +442,7 @@ def _fill_tensor(c: Ctx, g: list[Tensor]) -> Grads:
     (go,) = g
     return (
         zeros(go.shape, go) if c.needs(0) else None,
-        go.sum() if c.needs(1) else None,
+        _to(go.sum(), c.dtype("value")) if c.needs(1) else None,
     )
 
 

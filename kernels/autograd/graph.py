@@ -50,14 +50,15 @@ FREED_ERROR = (
 
 
 def message_name(node: Node | None) -> str:
-    """Node names as PyTorch 2.13's error messages print them: ``AddBackward0`` -> ``Add``."""
+    """Node names as PyTorch 2.13's error messages print them."""
     if node is None:
         return ""
     name = node.name()
-    for suffix in ("Backward0", "Backward1", "Backward2", "Backward"):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    # PyTorch 2.13 drops "Backward0" and otherwise just "Backward": AddBackward0 -> Add,
+    # TBackward1 -> T1, a custom Function's FBackward -> F
+    if name.endswith("Backward0"):
+        return name[: -len("Backward0")]
+    return name.replace("Backward", "", 1)
 
 
 class Node:
