@@ -149,7 +149,9 @@ class AccumulateGrad(Node):
                 from dispatch.tensorimpl import _call
 
                 size, stride, _ = geometry(var, var)
-                fresh = _call("empty_strided", (list(size), list(stride), g.dtype, None, "cpu", None))
+                fresh = _call(
+                    "empty_strided", (list(size), list(stride), g.dtype, None, "cpu", None)
+                )
                 var._grad = fresh.copy_(g)
             else:
                 var._grad = var._grad + g
