@@ -596,6 +596,16 @@ class Tensor:
             raise NotImplementedError("view(dtype) is not modelled by dispatchsim")
         return _call("view", (self, _shape(shape)))
 
+    def as_strided(self, size: Any, stride: Any, storage_offset: int | None = None) -> Tensor:
+        return _call("as_strided", (self, _shape([size]), _shape([stride]), storage_offset))
+
+    def storage_offset(self) -> int:
+        """Elements from the start of the view family's storage (its base's first element)."""
+        a = self._data
+        root = (self._base if self._base is not None else self)._data
+        start: int = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        return start // a.itemsize
+
     def view_as(self, other: Tensor) -> Tensor:
         return _call("view_as", (self, other))
 

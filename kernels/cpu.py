@@ -699,12 +699,6 @@ def storage_root(t: Tensor) -> Tensor:
     return t._base if t._base is not None else t
 
 
-def storage_offset(t: Tensor) -> int:
-    a, r = t._data, storage_root(t)._data
-    start: int = a.__array_interface__["data"][0] - r.__array_interface__["data"][0]
-    return start // a.itemsize
-
-
 def _owner(a: Array) -> Array:
     """The ndarray that owns ``a``'s memory."""
     while isinstance(a.base, np.ndarray):
@@ -718,7 +712,7 @@ def as_strided(
     self: Tensor, size: list[int], stride: list[int], storage_offset_: int | None = None
 ) -> Tensor:
     root = storage_root(self)._data
-    offset = storage_offset(self) if storage_offset_ is None else storage_offset_
+    offset = self.storage_offset() if storage_offset_ is None else storage_offset_
     item = root.itemsize
     if len(size) != len(stride):
         raise RuntimeError("mismatch in length of strides and shape")
@@ -761,6 +755,7 @@ def as_strided_backward(
     grad: Tensor,
     base_size: list[int],
     base_stride: list[int],
+    base_storage_offset: int,
     size: list[int],
     stride: list[int],
     storage_offset_: int,
@@ -768,7 +763,7 @@ def as_strided_backward(
     """The gradient of a base from the gradient of one strided view of it: scatter-add into
     the shared storage (views that repeat elements accumulate), then read the base back."""
     view_idx = _strided_indices(size, stride, storage_offset_)
-    base_idx = _strided_indices(base_size, base_stride, 0)
+    base_idx = _strided_indices(base_size, base_stride, base_storage_offset)
     n = int(max(view_idx.max(initial=-1), base_idx.max(initial=-1))) + 1
     flat = np.zeros(n, dtype=grad._data.dtype)
     np.add.at(flat, view_idx.reshape(-1), np.broadcast_to(grad._data, tuple(size)).reshape(-1))

@@ -127,7 +127,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     ),
     # dispatchsim's own: the backward of a view regenerated as AsStridedBackward0
     _F(
-        "aten::_as_strided_backward(Tensor grad, SymInt[] base_size, SymInt[] base_stride, SymInt[] size, SymInt[] stride, SymInt storage_offset) -> Tensor",
+        "aten::_as_strided_backward(Tensor grad, SymInt[] base_size, SymInt[] base_stride, SymInt base_storage_offset, SymInt[] size, SymInt[] stride, SymInt storage_offset) -> Tensor",
         "cpu",
     ),
     _F("aten::_unsafe_view(Tensor self, SymInt[] size) -> Tensor", "cpu"),

@@ -895,12 +895,6 @@ def _double_backward_modify_base() -> bool:
     return fd_gradgradcheck(fn, [r])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotImplementedError,
-    reason="dispatchsim does not model double backward through CopySlices / "
-    "AsStridedBackward0 (create_graph=True over an in-place change of a view)",
-)
 @pytest.mark.parametrize(
     "case",
     [

@@ -7,7 +7,7 @@
 * ``CASES``: one hypothesis case per entry of ``kernels.autograd.derivatives.DERIVATIVES``
   (a new formula without a case fails ``test_every_derivative_has_a_case``); each case
   checks that its operator's node is really in the graph, then runs gradcheck and
-  gradgradcheck (or asserts the documented NotImplementedError);
+  gradgradcheck;
 * an oracle test: each operator's ``grad_fn`` name against torch 2.13's.
 """
 
@@ -420,8 +420,6 @@ class Case:
     """How to gradcheck one entry of DERIVATIVES: ``build`` draws ``(fn, inputs)``."""
 
     build: st.SearchStrategy[Built]
-    first_order: bool = True  # False: gradcheck raises NotImplementedError (documented)
-    second_order: bool = True  # False: gradgradcheck raises NotImplementedError (documented)
     kind: str = "function"  # how the op is reached, for the coverage table
 
 
@@ -774,14 +772,7 @@ def _multi(draw: st.DrawFn, op: str) -> Built:
     return fn, (x,)
 
 
-AS_STRIDED_NOT_MODELLED = "backward of a user-level as_strided is not modelled by dispatchsim"
-DOUBLE_BACKWARD_NOT_MODELLED = (
-    "double backward through an in-place change of a view (AsStridedBackward0) is not "
-    "modelled by dispatchsim"
-)
-
-
-@case("as_strided", first_order=False, second_order=False)
+@case("as_strided")
 def _as_strided(draw: st.DrawFn, op: str) -> Built:
     n = draw(st.integers(2, 6))
     x = leaf(array(draw, (n,)))
@@ -790,7 +781,7 @@ def _as_strided(draw: st.DrawFn, op: str) -> Built:
     return (lambda a: A.as_strided(a, [k], [2], offset) * 1), (x,)
 
 
-@case("_as_strided_backward", second_order=False, kind="a view whose base changed in place")
+@case("_as_strided_backward", kind="a view whose base changed in place")
 def _regenerated_view(draw: st.DrawFn, op: str) -> Built:
     shape = draw(NONSCALAR)
     x = leaf(array(draw, shape))
@@ -859,17 +850,9 @@ def test_gradcheck_and_gradgradcheck_every_derivative(op, data):
     c = CASES[op]
     fn, inputs = data.draw(c.build)
     assert_case_reaches(op, fn, inputs)
-    if not c.first_order:
-        with pytest.raises(NotImplementedError, match=re.escape(AS_STRIDED_NOT_MODELLED)):
-            gradcheck(fn, inputs)
-        return
     assert gradcheck(fn, inputs) is True
     assert gradcheck(fn, inputs, fast_mode=True) is True
-    if c.second_order:
-        assert gradgradcheck(fn, inputs) is True
-    else:
-        with pytest.raises(NotImplementedError, match=re.escape(DOUBLE_BACKWARD_NOT_MODELLED)):
-            gradgradcheck(fn, inputs)
+    assert gradgradcheck(fn, inputs) is True
 
 
 # -- gradient dtypes and singular points --------------------------------------------------------
@@ -1038,9 +1021,9 @@ def test_gradcheck_and_gradgradcheck_composites(name, data):
 
 @settings(max_examples=PER_OP_EXAMPLES, deadline=None)
 @given(data=st.data())
-def test_inplace_on_a_view_first_order_only(data):
-    """In-place ops on views (CopySlices) gradcheck; their double backward goes through
-    as_strided, which dispatchsim documents as not modelled."""
+def test_inplace_on_a_view_first_and_second_order(data):
+    """In-place ops on views (CopySlices) gradcheck, and so does their double backward,
+    which goes through as_strided and its adjoint."""
     shape = data.draw(NONSCALAR)
     x = leaf(array(data.draw, shape))
     y = leaf(array(data.draw, shape[1:]))
@@ -1053,8 +1036,7 @@ def test_inplace_on_a_view_first_order_only(data):
         return c
 
     assert gradcheck(fn, (x, y)) is True
-    with pytest.raises(NotImplementedError, match=re.escape(AS_STRIDED_NOT_MODELLED)):
-        gradgradcheck(fn, (x, y))
+    assert gradgradcheck(fn, (x, y)) is True
 
 
 # -- grad_fn names against torch 2.13 ---------------------------------------------------------------

@@ -36,6 +36,7 @@ class Derivative:
     save: tuple[tuple[str, tuple[int, ...]], ...] = ()
     save_result: bool = False
     save_self_clone: tuple[int, ...] | None = None  # in-place ops: save self before mutation
+    geometry: tuple[str, ...] = ()  # inputs whose strides and storage offset the formula needs
 
 
 class Ctx:
@@ -61,6 +62,11 @@ class Ctx:
     def shape(self, name: str) -> list[int]:
         return list(self._node.shapes[name])
 
+    def geometry(self, name: str) -> tuple[list[int], list[int], int]:
+        """(size, stride, storage_offset) of an input, recorded when the op ran."""
+        size, stride, offset = self._node.geometries[name]
+        return list(size), list(stride), offset
+
     def dtype(self, name: str) -> DType:
         d: DType = self._node.dtypes[name]
         return d
@@ -79,13 +85,21 @@ def derivative(
     save: dict[str, tuple[int, ...]] | None = None,
     save_result: bool = False,
     save_self_clone: tuple[int, ...] | None = None,
+    geometry: tuple[str, ...] = (),
 ) -> Callable[[Formula], Formula]:
     def deco(fn: Formula) -> Formula:
         for op in (ops,) if isinstance(ops, str) else ops:
             if op in DERIVATIVES:
                 raise RuntimeError(f"two derivatives for {op}")
             DERIVATIVES[op] = Derivative(
-                op, node, inputs, fn, tuple((save or {}).items()), save_result, save_self_clone
+                op,
+                node,
+                inputs,
+                fn,
+                tuple((save or {}).items()),
+                save_result,
+                save_self_clone,
+                geometry,
             )
         return fn
 
@@ -577,14 +591,38 @@ def _unbind(c: Ctx, g: list[Tensor]) -> Grads:
     return (z,)
 
 
-@derivative("as_strided", "AsStridedBackward0", ("self",))
+@derivative("as_strided", "AsStridedBackward0", ("self",), geometry=("self",))
 def _as_strided(c: Ctx, g: list[Tensor]) -> Grads:
-    raise NotImplementedError("backward of a user-level as_strided is not modelled by dispatchsim")
+    in_size, in_stride, in_offset = c.geometry("self")
+    offset = c.arg("storage_offset")
+    return (
+        _call(
+            "_as_strided_backward",
+            (
+                g[0],
+                in_size,
+                in_stride,
+                in_offset,
+                list(c.arg("size")),
+                list(c.arg("stride")),
+                in_offset if offset is None else offset,
+            ),
+        ),
+    )
 
 
 @derivative("_as_strided_backward", "AsStridedBackwardBackward0", ("grad",))
 def _as_strided_backward(c: Ctx, g: list[Tensor]) -> Grads:
-    raise NotImplementedError(
-        "double backward through an in-place change of a view (AsStridedBackward0) is not "
-        "modelled by dispatchsim"
-    )
+    # linear in grad; its adjoint lays the base's gradient out in a storage and reads the
+    # view back: scatter at the base's positions, gather at the view's
+    base_size, base_stride = c.arg("base_size"), c.arg("base_stride")
+    base_offset = c.arg("base_storage_offset")
+    size, stride, offset = c.arg("size"), c.arg("stride"), c.arg("storage_offset")
+
+    def extent(sz: list[int], st: list[int], off: int) -> int:
+        return off + sum((n - 1) * s for n, s in zip(sz, st)) + 1 if all(sz) else 0
+
+    n = max(extent(base_size, base_stride, base_offset), extent(size, stride, offset), 1)
+    storage = zeros([n], g[0])
+    _call("as_strided", (storage, list(base_size), list(base_stride), base_offset)).copy_(g[0])
+    return (_call("as_strided", (storage, list(size), list(stride), offset)),)

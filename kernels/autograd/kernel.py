@@ -43,6 +43,7 @@ class FormulaNode(Node):
         self.attrs: dict[str, Any] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, Any] = {}
+        self.geometries: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def apply(self, grads: list[Tensor | None]) -> Any:
         if all(g is None for g in grads):
@@ -114,6 +115,7 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
         (a.name, i) for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list
     ]
     clone_self_for = d.save_self_clone
+    geometry_pos = [(name, index[name]) for name in d.geometry]
 
     def autograd_kernel(ks: int, *a: Any) -> Any:
         s = _tls
@@ -139,6 +141,13 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     node.dtypes[name] = t.dtype
             for name, i in attr_pos:
                 node.attrs[name] = a[i]
+            for name, i in geometry_pos:
+                t = a[i]
+                node.geometries[name] = (
+                    tuple(t._data.shape),
+                    tuple(t.stride()),
+                    t.storage_offset(),
+                )
             for name, i, needed_by in save_pos:
                 if not needed_by or any(node.should_compute_output(k) for k in needed_by):
                     node.saved_variables[name] = SavedVariable(a[i])

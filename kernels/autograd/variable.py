@@ -127,7 +127,7 @@ class AsStridedBackward0(Node):
         return [
             _call(
                 "_as_strided_backward",
-                (g, list(base_size), list(base_stride), list(size), list(stride), offset),
+                (g, list(base_size), list(base_stride), 0, list(size), list(stride), offset),
             )
         ]
 
