@@ -1061,6 +1061,8 @@ class _Parser:
         text = num.text
         if text.endswith("j"):
             imag = float(text[:-1])
+            if math.isinf(imag):
+                raise self.error("a finite complex literal", num)
             return _Const(complex(0.0, -imag if negative else imag), "complex", tok)
         if float_kind or any(c in text for c in ".eE"):
             value = float(text)
