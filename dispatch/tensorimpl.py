@@ -456,6 +456,9 @@ class Tensor:
     def neg_(self) -> Tensor:
         return _call("neg_", (self,))
 
+    def reciprocal(self) -> Tensor:
+        return _call("reciprocal", (self,))
+
     def exp(self) -> Tensor:
         return _call("exp", (self,))
 
@@ -689,7 +692,9 @@ class Tensor:
         return self.sub(other)
 
     def __rsub__(self, other: Any) -> Tensor:
-        return _w(other).sub(self)
+        if isinstance(other, Tensor):
+            return other.sub(self)
+        return _call("rsub.Scalar", (self, _scalar(other), 1))
 
     def __isub__(self, other: Any) -> Tensor:
         return self.sub_(other)
@@ -707,7 +712,10 @@ class Tensor:
         return self.div(other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return _w(other).div(self)
+        # torch: reciprocal, then a multiplication by the number
+        if isinstance(other, Tensor):
+            return other.div(self)
+        return self.reciprocal().mul(other)
 
     def __itruediv__(self, other: Any) -> Tensor:
         return self.div_(other)

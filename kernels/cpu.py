@@ -202,6 +202,15 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         cpu("mul.out")(out_variant_no_alpha)
 
 
+@cpu("rsub.Scalar")
+def rsub_scalar(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    """``other - alpha * self`` (what ``number - tensor`` calls)."""
+    r = _result_dtype("sub", other, self)
+    scaled = _arr(self, r) if alpha == 1 else np.multiply(_arr(self, r), r.numpy.type(alpha))
+    with np.errstate(all="ignore"):
+        return new_cpu_tensor(np.asarray(np.subtract(_arr(other, r), scaled, dtype=r.numpy)))
+
+
 _make_binary("add", np.add, True)
 _make_binary("sub", np.subtract, True)
 _make_binary("mul", np.multiply, False)
@@ -322,6 +331,7 @@ def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
 # name -> (numpy function, promotes integers to float)
 _UNARY: dict[str, tuple[Callable[..., Any], bool]] = {
     "neg": (np.negative, False),
+    "reciprocal": (np.reciprocal, True),
     "exp": (np.exp, True),
     "log": (np.log, True),
     "sin": (np.sin, True),

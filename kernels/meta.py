@@ -104,7 +104,12 @@ def unary_same(self: Tensor) -> Tensor:
     return new_meta(_shape(self), self.dtype)
 
 
-@meta("exp", "log", "sin", "cos", "sigmoid", "tanh")
+@meta("rsub.Scalar")
+def rsub_scalar(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    return new_meta(_shape(self), C._result_dtype("sub", other, self))
+
+
+@meta("exp", "log", "sin", "cos", "sigmoid", "tanh", "reciprocal")
 def unary_float(self: Tensor) -> Tensor:
     return new_meta(_shape(self), C._float_dtype(self))
 

@@ -50,6 +50,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cpu"),
     _F("aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", "cpu"),
     _F("aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)", "cpu"),
+    _F("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cpu"),
     _F("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", "cpu"),
     _F("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", "cpu"),
     _F("aten::mul.out(Tensor self, Tensor other, *, Tensor(a!) out) -> Tensor(a!)", "cpu"),
@@ -73,6 +74,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::ge.Tensor(Tensor self, Tensor other) -> Tensor", "cpu"),
     # -- pointwise unary ----------------------------------------------------------------
     _F("aten::neg(Tensor self) -> Tensor", "cpu"),
+    _F("aten::reciprocal(Tensor self) -> Tensor", "cpu"),
     _F("aten::neg_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
     _F("aten::exp(Tensor self) -> Tensor", "cpu"),
     _F("aten::exp_(Tensor(a!) self) -> Tensor(a!)", "cpu"),

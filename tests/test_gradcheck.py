@@ -476,6 +476,7 @@ SCALAR: dict[str, Callable[[T, Any, Any], T]] = {
     "sub_.Scalar": lambda a, s, alpha: A.sub_.Scalar(a.clone(), s, alpha),
     "mul_.Scalar": lambda a, s, alpha: A.mul_.Scalar(a.clone(), s),
     "div_.Scalar": lambda a, s, alpha: A.div_.Scalar(a.clone(), s),
+    "rsub.Scalar": lambda a, s, alpha: A.rsub.Scalar(a, s, alpha),
 }
 
 
@@ -510,6 +511,7 @@ UNARY: dict[str, tuple[Callable[[T], T], str]] = {
     "exp": (lambda a: a.exp(), "any"),
     "exp_": (lambda a: a.clone().exp_(), "any"),
     "log": (lambda a: a.log(), "pos"),
+    "reciprocal": (lambda a: a.reciprocal(), "pos"),
     "sin": (lambda a: a.sin(), "any"),
     "cos": (lambda a: a.cos(), "any"),
     "relu": (lambda a: a.relu(), "away0"),
@@ -1070,6 +1072,8 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "exp": lambda m, x, y, v: x.exp(),
     "exp_": lambda m, x, y, v: x.clone().exp_(),
     "log": lambda m, x, y, v: x.log(),
+    "reciprocal": lambda m, x, y, v: x.reciprocal(),
+    "rsub.Scalar": lambda m, x, y, v: 2.0 - x,
     "sin": lambda m, x, y, v: x.sin(),
     "cos": lambda m, x, y, v: x.cos(),
     "relu": lambda m, x, y, v: x.relu(),

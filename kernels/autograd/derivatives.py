@@ -176,6 +176,11 @@ def _sub_scalar(c: Ctx, g: list[Tensor]) -> Grads:
     return (_to(g[0], c.dtype("self")),)
 
 
+@derivative("rsub.Scalar", "RsubBackward1", ("self",))
+def _rsub_scalar(c: Ctx, g: list[Tensor]) -> Grads:
+    return (_to(_scalar_mul(g[0].neg(), c.arg("alpha")), c.dtype("self")),)
+
+
 @derivative("mul.Tensor", "MulBackward0", ("self", "other"), save={"other": (0,), "self": (1,)})
 def _mul(c: Ctx, g: list[Tensor]) -> Grads:
     (go,) = g
@@ -304,6 +309,12 @@ def _pow_scalar_base(c: Ctx, g: list[Tensor]) -> Grads:
 @derivative(("neg", "neg_"), "NegBackward0", ("self",))
 def _neg(c: Ctx, g: list[Tensor]) -> Grads:
     return (g[0].neg(),)
+
+
+@derivative("reciprocal", "ReciprocalBackward0", ("self",), save_result=True)
+def _reciprocal(c: Ctx, g: list[Tensor]) -> Grads:
+    r = c.result
+    return (g[0].neg() * r * r,)
 
 
 @derivative(("exp", "exp_"), "ExpBackward0", ("self",), save_result=True)
