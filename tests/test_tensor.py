@@ -718,7 +718,11 @@ def test_operators_with_python_scalars_and_reflected(
     t = dispatch.tensor(base)
     with np.errstate(all="ignore"):
         left = npop(base, np.float32(s))
-        right = npop(np.float32(s), np.where(base == 0, np.float32(1), base))
+        nonzero = np.where(base == 0, np.float32(1), base)
+        # torch computes `number / tensor` as reciprocal(tensor) * number
+        right = (
+            np.reciprocal(nonzero) * np.float32(s) if op == "/" else npop(np.float32(s), nonzero)
+        )
     r = pyop(t, s)
     assert r.dtype is dispatch.float32  # a Python number does not promote a float32 tensor
     np.testing.assert_array_equal(r.numpy(), left)
