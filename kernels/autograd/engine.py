@@ -202,7 +202,7 @@ def _validate_outputs(node: Node, grads: Sequence[Tensor | None]) -> list[Tensor
         assert g is not None
         shape, dtype = meta[0], meta[1]
         if tuple(g.shape) != tuple(shape):
-            if not _expandable(shape, tuple(g.shape)):
+            if not is_expandable_to(shape, tuple(g.shape)):
                 got = "[" + ", ".join(str(d) for d in g.shape) + "]"
                 want = "[" + ", ".join(str(d) for d in shape) + "]"
                 raise RuntimeError(
@@ -216,7 +216,7 @@ def _validate_outputs(node: Node, grads: Sequence[Tensor | None]) -> list[Tensor
     return out
 
 
-def _expandable(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+def is_expandable_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
     if len(shape) > len(target):
         return False
     return all(a in (b, 1) for a, b in zip(reversed(shape), reversed(target)))

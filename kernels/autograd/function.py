@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Final
@@ -40,12 +39,13 @@ from dispatch.dtypes import DType
 from dispatch.tensorimpl import CreationMeta, Tensor, _call
 from dispatch.tls import state as _tls
 from kernels.ad_inplace_or_view import INFERENCE_INPLACE_ERROR
+from kernels.autograd.derivatives import sum_to
+from kernels.autograd.engine import is_expandable_to
 from kernels.autograd.graph import (
     FREED_ERROR,
     Node,
     SavedVariable,
     collect_next_edges,
-    message_name,
 )
 from kernels.autograd.variable import check_inplace, rebase_history
 
@@ -128,27 +128,6 @@ class FunctionCtx:
                 "but expected (bool)"
             )
         self.materialize_grads = value
-
-
-class _SavedVariable(SavedVariable):
-    """A SavedVariable whose version error names the *saving* node for a saved output, as
-    ``SavedVariable::unpack`` does (an output is saved without its grad_fn, so the message
-    uses ``saved_for`` and the output_nr recorded at save time)."""
-
-    __slots__ = ()
-
-    def unpack(self, saved_for: Node | None = None) -> Tensor | None:
-        try:
-            return super().unpack(saved_for)
-        except RuntimeError as e:
-            t = self._tensor
-            if not self._is_output or self._is_leaf or saved_for is None or t is None:
-                raise
-            where = f", which is output {self._output_nr} of {message_name(saved_for)},"
-            msg = re.sub(
-                r"\]\](, which is output \d+ of [^,]*,)? is at", f"]]{where} is at", str(e)
-            )
-            raise RuntimeError(msg) from None
 
 
 class BackwardCFunction(Node, FunctionCtx):
@@ -238,13 +217,13 @@ class BackwardCFunction(Node, FunctionCtx):
                 continue
             shape, dtype, device = self._input_info[i]
             if tuple(g.shape) != shape:
-                if not _is_expandable_to(shape, tuple(g.shape)):
+                if not is_expandable_to(shape, tuple(g.shape)):
                     raise RuntimeError(
                         f"Function {self.name()} returned an invalid gradient at index {i} - got "
                         f"{_fmt_shape(g.shape)} but expected shape compatible with "
                         f"{_fmt_shape(shape)}"
                     )
-                g = _sum_to(g, shape)
+                g = sum_to(g, shape)
             if g.device.type != device:
                 raise RuntimeError(
                     f"Function {self.name()} returned an invalid gradient at index {i} - "
@@ -378,7 +357,7 @@ def _process_outputs(
     if is_executable and tensors_to_save:
         output_ids = {id(o) for o in outputs if isinstance(o, Tensor)}
         ctx._saved_variables = [
-            _SavedVariable(t, is_output=t is not None and id(t) in output_ids)
+            SavedVariable(t, is_output=t is not None and id(t) in output_ids)
             for t in tensors_to_save
         ]
     return outputs[0] if unpack_output else tuple(outputs)
@@ -494,10 +473,8 @@ def _set_history(
             # the checks an in-place op on this view would make (creation meta, view of a leaf)
             check_inplace(var, True)
         var._grad = None
-        if is_view:
-            rebase_history(var, node)  # the base gets CopySlices; single output, so output_nr 0
-        else:
-            _rebase_non_view(var, node, output_nr)
+        # a view's base gets CopySlices (single output, so output_nr 0)
+        rebase_history(var, node, 0 if is_view else output_nr)
         return var
     if is_input:
         var = _view_as_self_with_no_grad(var)
@@ -522,17 +499,6 @@ def _set_gradient_edge(t: Tensor, node: Node, output_nr: int) -> None:
     if t._base is not None:
         vc = t._version_counter
         t._attr_version = vc.version if vc is not None else 0
-
-
-def _rebase_non_view(t: Tensor, node: Node, output_nr: int) -> None:
-    """``rebase_history`` of a non-view at ``output_nr`` (the shared helper always uses 0)."""
-    old = t._grad_fn
-    if t._retains_grad and old is not None:
-        hook = old._retains_grad_hooks.pop(t._output_nr, None)
-        if hook is not None:
-            node._retains_grad_hooks[output_nr] = hook
-    t._grad_fn = node
-    t._output_nr = output_nr
 
 
 def _bump_version(t: Tensor) -> None:
@@ -587,24 +553,6 @@ def _typename(obj: Any) -> str:
 
 def _fmt_shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
-def _is_expandable_to(shape: tuple[int, ...], desired: tuple[int, ...]) -> bool:
-    """``at::is_expandable_to``: can ``shape`` broadcast to ``desired``?"""
-    if len(shape) > len(desired):
-        return False
-    return all(s in (d, 1) for s, d in zip(reversed(shape), reversed(desired)))
-
-
-def _sum_to(g: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """``at::sum_to``: reduce a broadcast gradient back to ``shape``."""
-    lead = g.dim() - len(shape)
-    if lead > 0:
-        g = g.sum(list(range(lead)))
-    dims = [i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1]
-    if dims:
-        g = g.sum(dims, True)
-    return g
 
 
 # -- once_differentiable ----------------------------------------------------------------------

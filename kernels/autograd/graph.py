@@ -222,10 +222,10 @@ class SavedVariable:
         }[t.dtype.name]
         from kernels.autograd.variable import anomaly_enabled, current_grad_fn
 
-        if self._is_output and saved_for is not None:
-            # a saved output names the node that saved it (torch saves outputs without their
-            # grad_fn and hands `saved_for` back on unpack)
-            fn: Node | None = saved_for
+        if self._is_output:
+            # torch saves an output without its grad_fn; a non-leaf one names the node that
+            # saved it (`saved_for`), a leaf one names none
+            fn: Node | None = None if self._is_leaf else saved_for
             output_nr = self._output_nr
         else:
             fn = current_grad_fn(t)
