@@ -272,7 +272,7 @@ class Tensor:
             raise RuntimeError(
                 "Setting requires_grad=True on inference tensor outside InferenceMode is not allowed."
             )
-        if not self.is_leaf:
+        if self._grad_fn is not None:  # the stored grad_fn, as torch's is_leaf() here
             if requires_grad:
                 return self
             raise RuntimeError(
@@ -949,7 +949,9 @@ def _index(t: Tensor, index: Any) -> Tensor:
                 raise ValueError("slice step cannot be zero")
             if step is not None and step < 0:
                 raise ValueError("step must be greater than zero")
-            if not (start is None and stop is None and step is None):
+            size = out.shape[dim]
+            whole = start in (None, 0) and (stop is None or stop >= size) and step in (None, 1)
+            if not whole:  # torch skips a slice that selects the whole dimension
                 out = _call("slice.Tensor", (out, dim, start, stop, 1 if step is None else step))
             dim += 1
             orig += 1

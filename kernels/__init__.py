@@ -113,7 +113,7 @@ def _register_autograd(K: Any) -> None:
     from dispatch.dispatcher import dispatcher
     from kernels.autograd import variable
     from kernels.autograd.derivatives import DERIVATIVES
-    from kernels.autograd.kernel import make_autograd_kernel
+    from kernels.autograd.kernel import make_autograd_kernel, make_detach_inplace_kernel
     from kernels.native_functions import NATIVE_FUNCTIONS
 
     tensorimpl.variable_hooks = variable
@@ -122,9 +122,11 @@ def _register_autograd(K: Any) -> None:
             continue
         entry = dispatcher.find_schema(nf.schema.split("(")[0])
         short = entry.name.split("::", 1)[1]
-        dispatcher.register_kernel(
-            entry.name, K.Autograd, make_autograd_kernel(entry, DERIVATIVES.get(short))
-        )
+        if short == "detach_":
+            kernel = make_detach_inplace_kernel(entry)
+        else:
+            kernel = make_autograd_kernel(entry, DERIVATIVES.get(short))
+        dispatcher.register_kernel(entry.name, K.Autograd, kernel)
     stray = set(DERIVATIVES) - {nf.schema.split("(")[0].split("::")[1] for nf in NATIVE_FUNCTIONS}
     if stray:
         raise AssertionError(f"derivatives for undeclared operators: {sorted(stray)}")

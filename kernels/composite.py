@@ -63,7 +63,7 @@ def reshape(self: Tensor, shape: list[int]) -> Tensor:
     """A view when the strides allow one, else a copy (``at::native::reshape``)."""
     if view_array(self._data, shape) is not None:
         return self.view(shape)
-    return _call("_unsafe_view", (self.clone(), shape))
+    return _call("_unsafe_view", (self.clone(memory_format="contiguous_format"), shape))
 
 
 @composite_implicit("view_as")
@@ -103,7 +103,7 @@ def chunk(self: Tensor, chunks: int, dim: int = 0) -> list[Tensor]:
 
 @composite_implicit("contiguous")
 def contiguous(self: Tensor, memory_format: Any = "contiguous_format") -> Tensor:
-    return self if self.is_contiguous() else self.clone()
+    return self if self.is_contiguous() else self.clone(memory_format="contiguous_format")
 
 
 def _like(name: str, self: Tensor, dtype: DType | None, device: Any) -> Tensor:

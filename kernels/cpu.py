@@ -553,20 +553,22 @@ def bmm(self: Tensor, mat2: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------
 # copies and fills
 # ------------------------------------------------------------------------------------------
-def _copy_into_new(self: Tensor, dtype: Any, device: str) -> Tensor:
+def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = None) -> Tensor:
     """``at::clone`` / ``_to_copy``: allocate, then a dispatched ``copy_``. Reached through
     the Autograd kernel, that copy_ runs below ADInplaceOrView; reached without it (an
     inference tensor outside inference mode) the new tensor's ADInplaceOrView kernel runs
     and bumps it to version 1 — as in PyTorch, where this falls out of the same keys."""
     from dispatch.tensorimpl import _call
 
-    out = new_tensor(np.empty(self._data.shape, dtype=dtype), device)
+    # MemoryFormat::Preserve (the default) keeps the input's layout; contiguous_format doesn't
+    order = "C" if memory_format == "contiguous_format" else "K"
+    out = new_tensor(np.empty_like(self._data, dtype=dtype, order=order), device)
     return _call("copy_", (out, self, False))
 
 
 @cpu("clone")
 def clone(self: Tensor, memory_format: Any = None) -> Tensor:
-    return _copy_into_new(self, self._data.dtype, "cpu")
+    return _copy_into_new(self, self._data.dtype, "cpu", memory_format)
 
 
 @cpu("copy_")
@@ -610,17 +612,7 @@ def detach(self: Tensor) -> Tensor:
 @cpu("detach_")
 @meta("detach_")
 def detach_(self: Tensor) -> Tensor:
-    if self._base is not None:
-        raise RuntimeError(
-            "Can't detach views in-place. Use detach() instead. If you are using "
-            "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set as "
-            "True, gradients are views of DDP buckets, and hence detach_() cannot be called on "
-            "these gradients. To fix this error, please refer to the Optimizer.zero_grad() "
-            "function in torch/optim/optimizer.py as the solution."
-        )
-    self._requires_grad = False
-    self._grad_fn = None
-    self._output_nr = 0
+    # the autograd metadata is the Autograd kernel's business (VariableTypeManual.cpp)
     return self
 
 

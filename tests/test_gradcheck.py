@@ -736,7 +736,15 @@ def _select_slice(draw: st.DrawFn, op: str) -> Built:
         return (lambda a: a.select(d, i).clone()), (x,)
     if how == "index":
         d = draw(st.integers(0, len(shape) - 1))
-        idx = (slice(None),) * d + (_slice(draw, shape[d]),)
+        sl = _slice(draw, shape[d])
+        if (
+            sl.start in (None, 0)
+            and (sl.stop is None or sl.stop >= shape[d])
+            and sl.step in (None, 1)
+        ):
+            # indexing skips a whole-dimension slice (torch returns an alias): call the op
+            return (lambda a: A.slice.Tensor(a, d, sl.start, sl.stop, 1) * 1), (x,)
+        idx = (slice(None),) * d + (sl,)
         return (lambda a: a[idx] * 1), (x,)
     d = draw(st.integers(-len(shape), len(shape) - 1))
     start = draw(st.integers(0, shape[d]))

@@ -143,6 +143,8 @@ class AccumulateGrad(Node):
         if g is None:
             return ()
         var = self.variable
+        if not var._requires_grad:  # requires_grad_(False) or detach_() since the graph was built
+            return ()
         if _tls.grad_mode:  # create_graph: keep the gradient's own history
             if var._grad is None:
                 # clone_obey_contract: a fresh tensor with the variable's strides, copied into
@@ -160,7 +162,7 @@ class AccumulateGrad(Node):
                 # torch steals the buffer when it can; a detached copy is always safe
                 var._grad = g.detach().clone() if g._base is not None or g is var else g.detach()
             else:
-                var._grad = var._grad + g.detach()
+                var._grad.add_(g.detach())  # in place, as torch's `variable.grad += new_grad`
         return ()
 
 
@@ -306,12 +308,14 @@ class CopySlices(Node):
         super().__init__([base_edge, *fn._next_edges[1:]])
         self.base_geometry = geometry(base, base)
         self.view_geometry = view_geometry
-        self.fn = fn
+        self.fn: Node | None = fn
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
         from dispatch.tensorimpl import _call
 
         grad = grads[0]
+        if self.fn is None:
+            raise RuntimeError(FREED_ERROR)
         if grad is None:
             return [None] * len(self._next_edges)
         size, stride, _ = self.base_geometry
@@ -332,7 +336,10 @@ class CopySlices(Node):
         return out
 
     def release_variables(self) -> None:
-        self.fn.release_variables()
+        # torch drops the wrapped node: a second backward through here is an error
+        if self.fn is not None:
+            self.fn.release_variables()
+        self.fn = None
 
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], int]

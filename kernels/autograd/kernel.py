@@ -176,3 +176,27 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
         return out
 
     return KernelFunction(autograd_kernel, True, _DEBUG, convention="full", name="autograd_kernel")
+
+
+DETACH_VIEW_ERROR = (
+    "Can't detach views in-place. Use detach() instead. If you are using "
+    "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set as True, "
+    "gradients are views of DDP buckets, and hence detach_() cannot be called on these "
+    "gradients. To fix this error, please refer to the Optimizer.zero_grad() function in "
+    "torch/optim/optimizer.py as the solution."
+)
+
+
+def make_detach_inplace_kernel(entry: OperatorEntry) -> KernelFunction:
+    """``detach_`` at the Autograd key (VariableTypeManual.cpp): refuse views, drop the
+    tensor's autograd history. Inside InferenceMode this kernel does not run at all."""
+
+    def detach_(ks: int, self: Tensor) -> Any:
+        if self._base is not None:
+            raise RuntimeError(DETACH_VIEW_ERROR)
+        self._requires_grad = False
+        self._grad_fn = None
+        self._output_nr = 0
+        return redispatch_raw(entry, ks & RAW_AFTER_AUTOGRAD, (self,))
+
+    return KernelFunction(detach_, True, _DEBUG, convention="full", name="detach_")
