@@ -561,8 +561,11 @@ def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = N
     from dispatch.tensorimpl import _call
 
     # MemoryFormat::Preserve (the default) keeps the input's layout; contiguous_format doesn't
-    order = "C" if memory_format == "contiguous_format" else "K"
-    out = new_tensor(np.empty_like(self._data, dtype=dtype, order=order), device)
+    if memory_format == "contiguous_format":
+        data = np.empty_like(self._data, dtype=dtype, order="C")
+    else:
+        data = np.empty_like(self._data, dtype=dtype, order="K")
+    out = new_tensor(data, device)
     return _call("copy_", (out, self, False))
 
 
