@@ -675,8 +675,12 @@ class Tensor:
         return _index(self, index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        # torch: basic indexing, then copy_ into the view — one in-place op, one bump.
-        _index(self, index).copy_(value)
+        # torch (copy_to): basic indexing, the value expanded to the slice's shape, then
+        # copy_ into the view — one in-place op, one bump
+        dst = _index(self, index)
+        if isinstance(value, Tensor) and value.shape != dst.shape:
+            value = value.expand(*dst.shape)
+        dst.copy_(value)
 
     # -- operators ------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:

@@ -102,14 +102,48 @@ def _arr(x: Any, dtype: DType) -> Any:
     return dtype.numpy.type(x)
 
 
-def _writable(t: Tensor) -> Array:
+def _writable(t: Tensor, allow_overlap: bool = False) -> Array:
+    """The array to write into, refusing one whose elements share memory
+    (``assert_no_internal_overlap``: a dimension of size > 1 with stride 0) — except for
+    fill_/zero_, which write one value everywhere and so are allowed, as in torch."""
     a = t._data
-    if not a.flags.writeable:
+    if not allow_overlap and a.size and any(n > 1 and st == 0 for n, st in zip(a.shape, a.strides)):
         raise RuntimeError(
             "unsupported operation: more than one element of the written-to tensor refers to a "
             "single memory location. Please clone() the tensor before performing the operation."
         )
+    if not a.flags.writeable:
+        raise RuntimeError("cannot write to a tensor without storage")
     return a
+
+
+def _dense(a: Array) -> bool:
+    return bool(a.flags.c_contiguous or a.flags.f_contiguous)
+
+
+def assert_no_partial_overlap(out: Tensor, other: Any) -> None:
+    """``assert_no_partial_overlap``: an input may be the written-to tensor itself, or
+    share no memory with it — not part of it (checked, as in torch, when both are dense)."""
+    if not isinstance(other, Tensor):
+        return
+    a, b = out._data, other._data
+    if not (_dense(a) and _dense(b)) or a.size == 0 or b.size == 0:
+        return
+    same_layout = (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+    )
+    if same_layout:
+        return
+    lo_a, hi_a = np.lib.array_utils.byte_bounds(a)
+    lo_b, hi_b = np.lib.array_utils.byte_bounds(b)
+    if lo_a < hi_b and lo_b < hi_a:
+        raise RuntimeError(
+            "unsupported operation: some elements of the input tensor and the written-to tensor "
+            "refer to a single memory location. Please clone() the tensor before performing the "
+            "operation."
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -174,7 +208,9 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         r = _result_dtype(name, self, other)
         check_cast(r, self.dtype)
         check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
-        _binary_compute(fn, self, other, alpha, r, out=_writable(self))
+        out = _writable(self)
+        assert_no_partial_overlap(self, other)
+        _binary_compute(fn, self, other, alpha, r, out=out)
         return self
 
     def out_variant(self: Tensor, other: Tensor, alpha: Any, out: Tensor) -> Tensor:
@@ -576,22 +612,32 @@ def clone(self: Tensor, memory_format: Any = None) -> Tensor:
 
 @cpu("copy_")
 def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
+    a, b = self._data, src._data
+    if src is self or (  # copy_impl exits early when self and src view the same data
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+    ):
+        return self
     check_inplace_shape(self, src._data.shape)
     if src.is_meta:
         raise NotImplementedError("Cannot copy out of meta tensor; no data!")
-    np.copyto(_writable(self), src._data, casting="unsafe")
+    out = _writable(self)
+    assert_no_partial_overlap(self, src)
+    np.copyto(out, src._data, casting="unsafe")
     return self
 
 
 @cpu("zero_")
 def zero_(self: Tensor) -> Tensor:
-    _writable(self)[...] = 0
+    _writable(self, allow_overlap=True)[...] = 0
     return self
 
 
 @cpu("fill_.Scalar")
 def fill_scalar(self: Tensor, value: Any) -> Tensor:
-    _writable(self)[...] = value
+    _writable(self, allow_overlap=True)[...] = value
     return self
 
 
@@ -602,7 +648,7 @@ def fill_tensor(self: Tensor, value: Tensor) -> Tensor:
             "fill_ only supports 0-dimension value tensor but got tensor with "
             f"{value._data.ndim} dimensions."
         )
-    _writable(self)[...] = value._data
+    _writable(self, allow_overlap=True)[...] = value._data
     return self
 
 
@@ -869,9 +915,15 @@ def expand(self: Tensor, size: list[int], implicit: bool = False) -> Tensor:
                 f"{_shape_str(size)}.  Tensor sizes: {_shape_str(a.shape)}"
             )
         target.append(s)
-    out = np.broadcast_to(a, tuple(target))
-    if tuple(target) == a.shape and a.flags.writeable:
-        out = a.view()  # no element repeated: stays writable, as torch allows
+    lead_strides = [0] * lead
+    strides = lead_strides + [
+        0 if (a.shape[i] == 1 and target[lead + i] != 1) else a.strides[i] for i in range(a.ndim)
+    ]
+    # writable like torch's expanded tensors; writes through overlapping elements are refused
+    # by _writable, as torch refuses them
+    out = np.lib.stride_tricks.as_strided(
+        a, shape=tuple(target), strides=tuple(strides), writeable=a.flags.writeable
+    )
     return new_view_tensor(out, self)
 
 

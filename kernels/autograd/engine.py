@@ -177,9 +177,6 @@ def run_backward(
 
 
 def _expected_metadata(node: Node, input_nr: int) -> Any:
-    if isinstance(node, AccumulateGrad):
-        v = node.variable
-        return (tuple(v._data.shape), v.dtype)
     meta = node.input_metadata
     if input_nr < len(meta) and meta[input_nr] is not None and meta[input_nr][1] is not None:
         return meta[input_nr]

@@ -143,6 +143,8 @@ class AccumulateGrad(Node):
         if g is None:
             return ()
         var = self.variable
+        if var._grad_fn is not None:
+            raise RuntimeError("leaf variable has been moved into the graph interior")
         if not var._requires_grad:  # requires_grad_(False) or detach_() since the graph was built
             return ()
         if _tls.grad_mode:  # create_graph: keep the gradient's own history
@@ -159,8 +161,10 @@ class AccumulateGrad(Node):
                 var._grad = var._grad + g
         else:
             if var._grad is None:
-                # torch steals the buffer when it can; a detached copy is always safe
-                var._grad = g.detach().clone() if g._base is not None or g is var else g.detach()
+                # torch steals the gradient's buffer when it obeys the layout contract (owns
+                # dense memory); otherwise (a view, an expanded tensor) it stores a copy
+                owns = g._data.flags.owndata and g._data.flags.c_contiguous and g is not var
+                var._grad = g.detach() if owns else g.detach().clone()
             else:
                 var._grad.add_(g.detach())  # in place, as torch's `variable.grad += new_grad`
         return ()
@@ -267,6 +271,8 @@ def grad_accumulator(t: Tensor) -> AccumulateGrad | None:
     acc = ref() if ref is not None else None
     if acc is None:
         acc = AccumulateGrad(t)
+        # what gradients are checked against: the leaf as it is now (torch's input metadata)
+        acc.input_metadata = [(tuple(t._data.shape), t.dtype, t.device.type)]
         t._grad_accumulator = weakref.ref(acc)
     return acc
 
