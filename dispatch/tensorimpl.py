@@ -677,7 +677,7 @@ class Tensor:
     def __setitem__(self, index: Any, value: Any) -> None:
         # torch (copy_to): basic indexing, the value expanded to the slice's shape, then
         # copy_ into the view — one in-place op, one bump
-        dst = _index(self, index)
+        dst = _index(self, index, alias_if_whole=False)
         if isinstance(value, Tensor) and value.shape != dst.shape:
             value = value.expand(*dst.shape)
         dst.copy_(value)
@@ -909,7 +909,7 @@ def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
     return out
 
 
-def _index(t: Tensor, index: Any) -> Tensor:
+def _index(t: Tensor, index: Any, alias_if_whole: bool = True) -> Tensor:
     """Basic indexing as a chain of select / slice / unsqueeze / alias operator calls,
     with torch's indexing errors (python_variable_indexing.cpp)."""
     if not isinstance(index, tuple):
@@ -968,7 +968,8 @@ def _index(t: Tensor, index: Any) -> Tensor:
                 )
             out = _call("select.int", (out, dim, k))
             orig += 1
-    if out is t:
-        # x[...], x[()], x[:]: a new view of the whole tensor, as torch returns
+    if out is t and alias_if_whole:
+        # x[...], x[()], x[:]: a new view of the whole tensor, as torch returns (setitem
+        # writes into the tensor itself)
         out = _call("alias", (t,))
     return out

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from dispatch.dtypes import DType
-from dispatch.tensorimpl import Tensor, _call, _call_list
+from dispatch.tensorimpl import Tensor, _call, _call_list, wrap_number
 from kernels._registry import composite_explicit, composite_implicit
 from kernels.cpu import view_array, wrap_dim
 
@@ -58,11 +58,27 @@ def matmul(self: Tensor, other: Tensor) -> Tensor:
     return out.view(out_shape)
 
 
+@composite_explicit("rsub.Scalar")
+def rsub_scalar(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
+    """``other - alpha * self`` as ``sub(wrapped other, self)``: reached through the
+    Autograd kernel (RsubBackward1) the inner sub runs below Autograd; reached directly (an
+    inference tensor outside inference mode) the wrapped number brings the Autograd key
+    back and the inner sub records SubBackward0 — as in torch."""
+    return _call("sub.Tensor", (wrap_number(other), self, alpha))
+
+
 @composite_implicit("reshape")
 def reshape(self: Tensor, shape: list[int]) -> Tensor:
     """A view when the strides allow one, else a copy (``at::native::reshape``)."""
-    if view_array(self._data, shape) is not None:
-        return self.view(shape)
+    viewed = view_array(self._data, shape)
+    if viewed is not None:
+        if self.is_contiguous():
+            return self.view(shape)
+        # at::native::reshape: a viewable non-contiguous input gets _reshape_alias
+        item = viewed.itemsize
+        return _call(
+            "_reshape_alias", (self, list(viewed.shape), [st // item for st in viewed.strides])
+        )
     return _call("_unsafe_view", (self.clone(memory_format="contiguous_format"), shape))
 
 

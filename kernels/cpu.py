@@ -238,15 +238,6 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         cpu("mul.out")(out_variant_no_alpha)
 
 
-@cpu("rsub.Scalar")
-def rsub_scalar(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
-    """``other - alpha * self`` (what ``number - tensor`` calls)."""
-    r = _result_dtype("sub", other, self)
-    scaled = _arr(self, r) if alpha == 1 else np.multiply(_arr(self, r), r.numpy.type(alpha))
-    with np.errstate(all="ignore"):
-        return new_cpu_tensor(np.asarray(np.subtract(_arr(other, r), scaled, dtype=r.numpy)))
-
-
 _make_binary("add", np.add, True)
 _make_binary("sub", np.subtract, True)
 _make_binary("mul", np.multiply, False)
@@ -732,6 +723,21 @@ def view(self: Tensor, size: list[int]) -> Tensor:
 @meta("alias")
 def alias(self: Tensor) -> Tensor:
     return new_view_tensor(self._data.view(), self)
+
+
+@cpu("_reshape_alias")
+@meta("_reshape_alias")
+def reshape_alias(self: Tensor, size: list[int], stride: list[int]) -> Tensor:
+    """A view with the given geometry over ``self``'s memory (what reshape uses for a
+    non-contiguous input that can be viewed)."""
+    a = self._data
+    out = np.lib.stride_tricks.as_strided(
+        a,
+        shape=tuple(size),
+        strides=tuple(st * a.itemsize for st in stride),
+        writeable=a.flags.writeable,
+    )
+    return new_view_tensor(out, self)
 
 
 @cpu("_unsafe_view")

@@ -50,7 +50,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::sub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cpu"),
     _F("aten::sub_.Tensor(Tensor(a!) self, Tensor other, *, Scalar alpha=1) -> Tensor(a!)", "cpu"),
     _F("aten::sub_.Scalar(Tensor(a!) self, Scalar other, Scalar alpha=1) -> Tensor(a!)", "cpu"),
-    _F("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cpu"),
+    _F("aten::rsub.Scalar(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", "cea"),
     _F("aten::mul.Tensor(Tensor self, Tensor other) -> Tensor", "cpu"),
     _F("aten::mul.Scalar(Tensor self, Scalar other) -> Tensor", "cpu"),
     _F("aten::mul.out(Tensor self, Tensor other, *, Tensor(a!) out) -> Tensor(a!)", "cpu"),
@@ -122,6 +122,11 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     # -- views ------------------------------------------------------------------------------
     _F("aten::view(Tensor(a) self, SymInt[] size) -> Tensor(a)", "cpu", view="view"),
     _F("aten::alias(Tensor(a) self) -> Tensor(a)", "cpu", view="view"),
+    _F(
+        "aten::_reshape_alias(Tensor(a) self, SymInt[] size, SymInt[] stride) -> Tensor(a)",
+        "cpu",
+        view="view",
+    ),
     _F(
         "aten::as_strided(Tensor(a) self, SymInt[] size, SymInt[] stride, SymInt? storage_offset=None) -> Tensor(a)",
         "cpu",

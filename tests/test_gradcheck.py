@@ -617,6 +617,14 @@ def _views(draw: st.DrawFn, op: str) -> Built:
     return (lambda a: A._unsafe_view(a, concrete) * 1), (x,)
 
 
+@case("_reshape_alias", kind="reshape of a strided row (viewable, non-contiguous)")
+def _reshape_alias(draw: st.DrawFn, op: str) -> Built:
+    n = draw(st.integers(2, 3))
+    x = leaf(array(draw, (2, n)))
+    # (2, n).t()[0:1] is (1, 2) with strides (1, n): not contiguous, but reshape can view it
+    return (lambda a: a.t()[0:1].reshape(-1) * 1), (x,)
+
+
 @case("alias", kind="indexing x[...]")
 def _alias(draw: st.DrawFn, op: str) -> Built:
     x = leaf(array(draw, draw(SMALL)))
@@ -1104,6 +1112,7 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "fill_.Tensor": lambda m, x, y, v: x.clone().fill_(v),
     "view": lambda m, x, y, v: x.view(3, 2),
     "_unsafe_view": lambda m, x, y, v: m.ops.aten._unsafe_view(x, [6]),
+    "_reshape_alias": lambda m, x, y, v: x.t()[0:1].reshape(-1),
     "alias": lambda m, x, y, v: x[...],
     "t": lambda m, x, y, v: x.t(),
     "t_": lambda m, x, y, v: x.clone().t_(),

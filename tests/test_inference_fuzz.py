@@ -590,9 +590,7 @@ class ProgramGenerator:
         a = self.pick()
         shape = self.shape(a)
         nd = len(shape)
-        kinds = ["view", "unsqueeze", "squeeze", "expand", "contiguous"]
-        if self.run.sim_ns[a].is_contiguous():  # KNOWN: reshape_of_non_contiguous_viewable_tensor
-            kinds.append("reshape")
+        kinds = ["view", "reshape", "unsqueeze", "squeeze", "expand", "contiguous"]
         if nd <= 2:
             kinds.append("t")
         if nd >= 1:
@@ -1130,7 +1128,6 @@ KNOWN = frozenset(
         "inplace_on_expanded_inference_tensor_outside_inference_mode",
         "version_of_reductions_of_inference_tensors",
         "inplace_view_op_on_view_of_non_leaf",
-        "reshape_of_non_contiguous_viewable_tensor",
     }
 )
 

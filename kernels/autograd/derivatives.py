@@ -11,6 +11,7 @@ written with dispatchsim's own operators, so that a backward pass run with
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -119,6 +120,16 @@ def sum_to(g: Tensor, shape: Sequence[int]) -> Tensor:
     if lead:
         r = _call("view", (r, shape))
     return r
+
+
+def _below_ad_inplace_or_view() -> Any:
+    """For formulas that build a gradient by writing into fresh zeros: torch uses ops like
+    ``select_backward`` whose writes happen below ADInplaceOrView, so the gradient comes
+    out at version 0. With create_graph (grad mode on) the writes must be recorded."""
+    from dispatch.tls import state
+    from modes import AutoDispatchBelowADInplaceOrView
+
+    return contextlib.nullcontext() if state.grad_mode else AutoDispatchBelowADInplaceOrView()
 
 
 def zeros(shape: Sequence[int], like: Tensor) -> Tensor:
@@ -482,6 +493,11 @@ def _unsafe_view(c: Ctx, g: list[Tensor]) -> Grads:
     return (g[0].reshape(c.shape("self")),)
 
 
+@derivative("_reshape_alias", "ReshapeAliasBackward0", ("self",))
+def _reshape_alias(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
 @derivative("alias", "AliasBackward0", ("self",))
 def _alias(c: Ctx, g: list[Tensor]) -> Grads:
     return (g[0],)
@@ -550,16 +566,17 @@ def _expand(c: Ctx, g: list[Tensor]) -> Grads:
 @derivative("select.int", "SelectBackward0", ("self",))
 def _select(c: Ctx, g: list[Tensor]) -> Grads:
     z = zeros(c.shape("self"), g[0])
-    z.select(c.arg("dim"), c.arg("index")).copy_(g[0])
+    with _below_ad_inplace_or_view():
+        z.select(c.arg("dim"), c.arg("index")).copy_(g[0])
     return (z,)
 
 
 @derivative("slice.Tensor", "SliceBackward0", ("self",))
 def _slice(c: Ctx, g: list[Tensor]) -> Grads:
     z = zeros(c.shape("self"), g[0])
-    _call("slice.Tensor", (z, c.arg("dim"), c.arg("start"), c.arg("end"), c.arg("step"))).copy_(
-        g[0]
-    )
+    with _below_ad_inplace_or_view():
+        view = _call("slice.Tensor", (z, c.arg("dim"), c.arg("start"), c.arg("end"), c.arg("step")))
+        view.copy_(g[0])
     return (z,)
 
 
@@ -569,10 +586,11 @@ def _split_grads(c: Ctx, g: list[Tensor | None], sizes: Sequence[int], dim: int)
     like = next(x for x in g if x is not None)
     z = zeros(shape, like)
     start = 0
-    for gi, n in zip(g, sizes):
-        if gi is not None:
-            _call("slice.Tensor", (z, d, start, start + n, 1)).copy_(gi)
-        start += n
+    with _below_ad_inplace_or_view():
+        for gi, n in zip(g, sizes):
+            if gi is not None:
+                _call("slice.Tensor", (z, d, start, start + n, 1)).copy_(gi)
+            start += n
     return (z,)
 
 
@@ -596,9 +614,10 @@ def _unbind(c: Ctx, g: list[Tensor]) -> Grads:
     dim = c.arg("dim") % len(shape)
     like = next(x for x in g if x is not None)
     z = zeros(shape, like)
-    for i, gi in enumerate(g):
-        if gi is not None:
-            z.select(dim, i).copy_(gi)
+    with _below_ad_inplace_or_view():
+        for i, gi in enumerate(g):
+            if gi is not None:
+                z.select(dim, i).copy_(gi)
     return (z,)
 
 
