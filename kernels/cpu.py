@@ -1029,6 +1029,10 @@ def unbind(self: Tensor, dim: int = 0) -> list[Tensor]:
 @cpu("t_")
 @meta("t_")
 def t_inplace(self: Tensor) -> Tensor:
+    if self._data.ndim > 2:
+        raise RuntimeError(
+            f"t_() expects a tensor with <= 2 dimensions, but self is {self._data.ndim}D"
+        )
     self._data = t(self)._data
     return self
 
