@@ -7,7 +7,6 @@ it loads the standard operator set (``kernels``) on import.
 from __future__ import annotations
 
 from dispatch.dispatcher import OpOverload, OpOverloadPacket, ops, redispatch
-from dispatch.dispatcher import dispatcher as _registry
 from dispatch.dtypes import DType, bool_, float16, float32, float64, int32, int64
 from dispatch.factories import (
     arange,
@@ -41,6 +40,14 @@ from dispatch.functional import (
     sum,
     tanh,
 )
+from dispatch.introspect import (
+    Explanation,
+    KernelChoice,
+    dump,
+    dump_table,
+    explain,
+    registered_keys,
+)
 from dispatch.keys import DispatchKey
 from dispatch.keyset import (
     DispatchKeySet,
@@ -57,7 +64,19 @@ from dispatch.operator import fallthrough_kernel
 from dispatch.schema import FunctionSchema, SchemaParseError, parse_schema
 from dispatch.tensorimpl import CreationMeta, Device, Size, Tensor
 from dispatch.tls import LocalDispatchKeySet, tls_local_dispatch_key_set
-from dispatch.trace import DispatchEvent, Trace, trace
+from dispatch.trace import (
+    ArgKeySet,
+    DispatchEvent,
+    Effect,
+    GradFnRecorded,
+    KeySetFormation,
+    SavedVariableRecorded,
+    TensorAllocated,
+    Trace,
+    VersionBump,
+    ViewTracked,
+    trace,
+)
 
 bool = bool_
 float = float32
@@ -65,21 +84,31 @@ double = float64
 long = int64
 
 __all__ = [
+    "ArgKeySet",
     "CreationMeta",
     "DType",
     "Device",
     "DispatchEvent",
     "DispatchKey",
     "DispatchKeySet",
+    "Effect",
+    "Explanation",
     "FunctionSchema",
+    "GradFnRecorded",
+    "KernelChoice",
+    "KeySetFormation",
     "Library",
     "LocalDispatchKeySet",
     "OpOverload",
     "OpOverloadPacket",
+    "SavedVariableRecorded",
     "SchemaParseError",
     "Size",
     "Tensor",
+    "TensorAllocated",
     "Trace",
+    "VersionBump",
+    "ViewTracked",
     "add",
     "after_ADInplaceOrView_keyset",
     "after_autograd_keyset",
@@ -93,9 +122,11 @@ __all__ = [
     "default_included_set",
     "div",
     "double",
+    "dump",
     "dump_table",
     "empty",
     "exp",
+    "explain",
     "fallthrough_kernel",
     "float16",
     "float32",
@@ -119,6 +150,7 @@ __all__ = [
     "rand",
     "randn",
     "redispatch",
+    "registered_keys",
     "relu",
     "sigmoid",
     "sin",
@@ -133,13 +165,12 @@ __all__ = [
 ]
 
 
-def dump_table(op: str | OpOverload) -> str:
-    """``torch._C._dispatch_dump_table``: per runtime key, the kernel and where it came from."""
-    entry = op.entry if isinstance(op, OpOverload) else _registry.find_schema(op)
-    return entry.dump_table()
-
-
 # The one place `dispatch` loads the standard operator set.
 import kernels as _kernels  # noqa: E402
 
 _kernels.load()
+
+# DISPATCHSIM_SHOW_DISPATCH_TRACE=1: print every dispatch to stderr from now on.
+from dispatch.trace import install_env_printer as _install_env_printer  # noqa: E402
+
+_install_env_printer()

@@ -536,6 +536,13 @@ def missing_kernel_message(entry: OperatorEntry, key: DispatchKey) -> str:
 # ----------------------------------------------------------------------------------------
 # The hot path
 # ----------------------------------------------------------------------------------------
+_tracers = 0
+"""How many dispatch recorders are active, in all threads (``dispatch.trace`` keeps it).
+While it is 0 the hot path's tracing check is one module-global test and never reads
+the thread-local recorder (a ``threading.local`` attribute read costs several times a
+global's)."""
+
+
 def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
     """Dispatch a call whose arguments are already bound (the full tuple in schema order).
 
@@ -548,8 +555,8 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
     s = _tls  # one TLS read per call
     mask, calls, wants = entry.dispatch_state
     ks = (entry.binder.tensor_keys(args) | s.included) & ~s.excluded & mask
-    if s.tracer is not None:
-        return s.tracer.on_call(entry, args, ks, False)
+    if _tracers and s.tracer is not None:  # the one check a call pays for tracing
+        return s.tracer.on_call(entry, args, ks, None)
     i = ks.bit_length()
     if wants[i]:
         return calls[i](ks, *args)
@@ -559,10 +566,9 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
 def redispatch_raw(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
     """Redispatch with an explicit raw key set; reads and writes no TLS."""
     mask, calls, wants = entry.dispatch_state
+    if _tracers and _tls.tracer is not None:  # the one check a redispatch pays for tracing
+        return _tls.tracer.on_call(entry, args, ks & mask, ks)
     ks &= mask
-    s = _tls
-    if s.tracer is not None:
-        return s.tracer.on_call(entry, args, ks, True)
     i = ks.bit_length()
     if wants[i]:
         return calls[i](ks, *args)

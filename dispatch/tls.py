@@ -12,6 +12,7 @@ effect from ``__init__`` running once per thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from dispatch.keys import DispatchKey
@@ -19,11 +20,23 @@ from dispatch.keyset import RAW_DEFAULT_EXCLUDED, RAW_DEFAULT_INCLUDED, Dispatch
 
 __all__ = [
     "LocalDispatchKeySet",
+    "set_default_tracer_factory",
     "state",
     "tls_is_dispatch_key_excluded",
     "tls_is_dispatch_key_included",
     "tls_local_dispatch_key_set",
 ]
+
+
+# Makes each thread's initial recorder (DISPATCHSIM_SHOW_DISPATCH_TRACE); None: no recorder.
+_default_tracer_factory: Callable[[], Any] | None = None
+
+
+def set_default_tracer_factory(factory: Callable[[], Any] | None) -> None:
+    """Threads that first touch the dispatch state after this start with ``factory()``
+    as their recorder (``dispatch.trace`` installs its stderr printer this way)."""
+    global _default_tracer_factory
+    _default_tracer_factory = factory
 
 
 class _LocalState(threading.local):
@@ -42,7 +55,8 @@ class _LocalState(threading.local):
         self.grad_mode = True
         self.inference_mode = False
         self.fw_grad_mode = True
-        self.tracer = None
+        factory = _default_tracer_factory
+        self.tracer = factory() if factory is not None else None
 
 
 state = _LocalState()
