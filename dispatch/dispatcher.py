@@ -497,7 +497,27 @@ def _fallback_call(entry: OperatorEntry, func: Callable[..., Any], with_keyset: 
     return call_fallback
 
 
+FALLTHROUGH_EXECUTED: Final = (
+    '0 INTERNAL ASSERT FAILED at "/__w/pytorch/pytorch/aten/src/ATen/core/boxing/'
+    'KernelFunction.cpp":14, please report a bug to PyTorch. fallthrough_kernel was executed '
+    "but it should have been short-circuited by the dispatcher. This could occur if you "
+    "registered a fallthrough kernel as a override for a specific operator (as opposed to a "
+    "backend fallback); this is NOT currently supported, and we do not intend to add support "
+    "for it in the near future.  If you do find yourself in need of this, let us know in the "
+    "bug tracker."
+)
+
+
 def _fallthrough_call(entry: OperatorEntry, key: DispatchKey) -> Callable[..., Any]:
+    if key is DispatchKey.Undefined:
+        # an empty key set reached a fallthrough (e.g. one registered to
+        # CompositeImplicitAutograd): there is no key below to skip to; torch runs
+        # fallthrough_kernel itself, which asserts
+        def executed(ks: int, *a: Any) -> Any:
+            raise RuntimeError(FALLTHROUGH_EXECUTED)
+
+        return executed
+
     def skip(ks: int, *a: Any) -> Any:
         return redispatch_raw(entry, ks & (key.bit - 1), a)
 
