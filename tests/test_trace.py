@@ -487,6 +487,16 @@ def test_recorder_count_and_tls_are_restored_even_on_error() -> None:
     assert (_dispatcher_module._tracers, tls.tracer) == before
 
 
+def test_find_selects_events_by_operator_and_key() -> None:
+    a = dispatch.ones(2, requires_grad=True).clone()
+    with dispatch.trace() as tr:
+        a.add_(1)
+        a.add(1)
+    assert [e.key for e in tr.find("aten::add_")] == ["AutogradCPU", "ADInplaceOrView", "CPU"]
+    assert [e.op for e in tr.find(key="CPU")] == ["aten::add_.Tensor", "aten::add.Tensor"]
+    assert [e.redispatch for e in tr.find("aten::add.Tensor", "CPU")] == [True]
+
+
 def test_a_trace_can_record_several_blocks() -> None:
     tr = dispatch.trace()
     a = dispatch.ones(1)
