@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 __all__ = ["CreationMeta", "Device", "Size", "Tensor", "VersionCounter"]
 
 
+_NO_DIM: Final[Any] = object()  # sum()/mean() called without a dim argument
+
+
+def _no_dim_none(dim: Any) -> Any:
+    return None if dim is _NO_DIM else dim
+
+
 class VersionCounter:
     """``c10::VariableVersion``: one counter shared by a tensor, its views and detach()es."""
 
@@ -506,15 +513,21 @@ class Tensor:
         return _call("ge.Tensor", (self, _w(other)))
 
     # -- reductions / linear algebra ----------------------------------------------------------
-    def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
-        if dim is None and not keepdim:
+    # an explicit dim, even None, selects the dim overload (torch's argument parser): x.sum()
+    # is SumBackward0, x.sum(None) SumBackward1
+    def sum(
+        self, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+    ) -> Tensor:
+        if dim is _NO_DIM and not keepdim:
             return _call("sum", (self, dtype))
-        return _call("sum.dim_IntList", (self, _dims(dim), keepdim, dtype))
+        return _call("sum.dim_IntList", (self, _dims(_no_dim_none(dim)), keepdim, dtype))
 
-    def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
-        if dim is None and not keepdim:
+    def mean(
+        self, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+    ) -> Tensor:
+        if dim is _NO_DIM and not keepdim:
             return _call("mean", (self, dtype))
-        return _call("mean.dim", (self, _dims(dim), keepdim, dtype))
+        return _call("mean.dim", (self, _dims(_no_dim_none(dim)), keepdim, dtype))
 
     def any(self) -> Tensor:
         return _call("any", (self,))
@@ -646,8 +659,10 @@ class Tensor:
             return _call("squeeze", (self,))
         return _call("squeeze.dim", (self, dim))
 
-    def squeeze_(self) -> Tensor:
-        return _call("squeeze_", (self,))
+    def squeeze_(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return _call("squeeze_", (self,))
+        return _call("squeeze_.dim", (self, dim))
 
     def expand(self, *sizes: Any) -> Tensor:
         return _call("expand", (self, _shape(sizes), False))

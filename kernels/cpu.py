@@ -403,10 +403,18 @@ for _uname, (_ufn, _to_float) in _UNARY.items():
 def _reduce_dims(dim: list[int] | None, ndim: int) -> tuple[int, ...] | None:
     if dim is None or len(dim) == 0:
         return None
+    # every dim wrapped first, then the first repeated one reported
     dims = tuple(wrap_dim(d, ndim) for d in dim)
-    if len(set(dims)) != len(dims):
-        raise RuntimeError(f"dim {dims[0]} appears multiple times in the list of dims")
+    for i, d in enumerate(dims):
+        if d in dims[:i]:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
     return dims
+
+
+def _wrap_dims_0d(dim: list[int] | None) -> None:
+    """The dims of a reduction over a 0-dim tensor: wrapped and checked (0 and -1 are the
+    same dim), then reduced over nothing."""
+    _reduce_dims(dim, 0)
 
 
 def _sum_dtype(self: Tensor, dtype: DType | None) -> DType:
@@ -427,7 +435,7 @@ def sum_dim(
     self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
 ) -> Tensor:
     r = _sum_dtype(self, dtype)
-    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else _wrap_dims_0d(dim)
     return new_cpu_tensor(
         np.asarray(np.sum(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim))
     )
@@ -465,7 +473,7 @@ def mean_dim(
     self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
 ) -> Tensor:
     r = _mean_dtype(self, dtype)
-    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else _wrap_dims_0d(dim)
     with np.errstate(invalid="ignore", divide="ignore"):
         res = np.mean(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim)
     return new_cpu_tensor(np.asarray(res).astype(r.numpy, copy=False))
@@ -517,6 +525,8 @@ def mm(self: Tensor, mat2: Tensor) -> Tensor:
 
 def check_mv(self: Tensor, vec: Tensor) -> tuple[int, ...]:
     a, v = self._data, vec._data
+    if a.ndim == 0:  # at::native::mv allocates its result with self.size(0) first
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     if a.ndim != 2 or v.ndim != 1:
         raise RuntimeError(f"vector + matrix @ vector expected, got 1, {a.ndim}, {v.ndim}")
     if a.shape[1] != v.shape[0]:
@@ -682,19 +692,29 @@ def to_copy(
 def infer_size(shape: Sequence[int], numel: int) -> tuple[int, ...]:
     """``infer_size``: resolve one -1 and check the element count."""
     shape = list(shape)
-    neg = [i for i, s in enumerate(shape) if s == -1]
-    if len(neg) > 1:
-        raise RuntimeError("only one dimension can be inferred")
-    for s in shape:
-        if s < -1:
-            raise RuntimeError(f"invalid shape dimension {s}")
-    known = math.prod(s for s in shape if s != -1)
-    if neg:
-        if known == 0 or numel % known:
-            raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
-        shape[neg[0]] = numel // known
-    elif known != numel:
+    newsize = 1
+    infer_dim: int | None = None
+    for i, s in enumerate(shape):
+        if s == -1:
+            if infer_dim is not None:
+                raise RuntimeError("only one dimension can be inferred")
+            infer_dim = i
+        elif s >= 0:
+            newsize *= s
+        else:
+            raise RuntimeError(
+                f"invalid shape dimension {s} at index {i} of shape {_shape_str(shape)}"
+            )
+    if infer_dim is not None and newsize > 0 and numel % newsize == 0:
+        shape[infer_dim] = numel // newsize
+        return tuple(shape)
+    if numel != newsize:
         raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+    if infer_dim is not None:  # 0 elements: the -1 could be anything
+        raise RuntimeError(
+            f"cannot reshape tensor of 0 elements into shape {_shape_str(shape)} because the "
+            "unspecified dimension size -1 can be any value and is ambiguous"
+        )
     return tuple(shape)
 
 
@@ -904,33 +924,54 @@ def expand(self: Tensor, size: list[int], implicit: bool = False) -> Tensor:
             f"({len(size)}) must be greater or equal to the number of dimensions in the tensor "
             f"({a.ndim})"
         )
-    lead = len(size) - a.ndim
-    target = []
-    for i, s in enumerate(size):
-        if s == -1:
-            if i < lead:
-                raise RuntimeError(
-                    f"The expanded size of the tensor (-1) isn't allowed in a leading, "
-                    f"non-existing dimension {i}"
-                )
-            s = a.shape[i - lead]
-        elif i >= lead and a.shape[i - lead] != 1 and a.shape[i - lead] != s:
-            raise RuntimeError(
-                f"The expanded size of the tensor ({s}) must match the existing size "
-                f"({a.shape[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
-                f"{_shape_str(size)}.  Tensor sizes: {_shape_str(a.shape)}"
-            )
-        target.append(s)
-    lead_strides = [0] * lead
-    strides = lead_strides + [
-        0 if (a.shape[i] == 1 and target[lead + i] != 1) else a.strides[i] for i in range(a.ndim)
-    ]
+    target, strides = _infer_expand_geometry(a.shape, a.strides, size)
+    if any(s < 0 for s in target):
+        # torch's as_strided computes the element count of the negative sizes
+        raise RuntimeError("numel: integer multiplication overflow")
     # writable like torch's expanded tensors; writes through overlapping elements are refused
     # by _writable, as torch refuses them
     out = np.lib.stride_tricks.as_strided(
         a, shape=tuple(target), strides=tuple(strides), writeable=a.flags.writeable
     )
     return new_view_tensor(out, self)
+
+
+def _infer_expand_geometry(
+    tensor_sizes: Sequence[int], tensor_strides: Sequence[int], sizes: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """``inferExpandGeometry``: scanned from the last dimension (which decides the error
+    reported); a 0-dim tensor takes the sizes as they are, all strides 0."""
+    ndim, tensor_dim = len(sizes), len(tensor_sizes)
+    if tensor_dim == 0:
+        return list(sizes), [0] * ndim
+    expanded_sizes = [0] * ndim
+    expanded_strides = [0] * ndim
+    for i in range(ndim - 1, -1, -1):
+        dim = tensor_dim - 1 - (ndim - 1 - i)
+        size = tensor_sizes[dim] if dim >= 0 else 1
+        stride = (
+            tensor_strides[dim] if dim >= 0 else expanded_sizes[i + 1] * expanded_strides[i + 1]
+        )
+        target_size = sizes[i]
+        if target_size == -1:
+            if dim < 0:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({target_size}) isn't allowed in a "
+                    f"leading, non-existing dimension {i}"
+                )
+            target_size = size
+        if size != target_size:
+            if size != 1:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({target_size}) must match the existing "
+                    f"size ({size}) at non-singleton dimension {i}.  Target sizes: "
+                    f"{_shape_str(sizes)}.  Tensor sizes: {_shape_str(tensor_sizes)}"
+                )
+            size = target_size
+            stride = 0
+        expanded_sizes[i] = size
+        expanded_strides[i] = stride
+    return expanded_sizes, expanded_strides
 
 
 @cpu("select.int")
@@ -967,10 +1008,6 @@ def slice_(
 
 
 def _split_sizes(n: int, split_size: int) -> list[int]:
-    if split_size < 0:
-        raise RuntimeError(
-            f"split expects split_size be non-negative, but got split_size={split_size}"
-        )
     if split_size == 0:
         if n != 0:
             raise RuntimeError(
@@ -986,10 +1023,16 @@ def _split_with_sizes(self: Tensor, sizes: Sequence[int], dim: int) -> list[Tens
     if a.ndim == 0:
         raise RuntimeError("split expects at least a 1-dimensional tensor")
     d = wrap_dim(dim, a.ndim)
-    if sum(sizes) != a.shape[d] or any(s < 0 for s in sizes):
+    if any(s < 0 for s in sizes):
+        raise RuntimeError(
+            "split_with_sizes expects split_sizes have only non-negative entries, but got "
+            f"split_sizes={_shape_str(sizes)}"
+        )
+    if sum(sizes) != a.shape[d]:
+        # the dim as given, not wrapped
         raise RuntimeError(
             f"split_with_sizes expects split_sizes to sum exactly to {a.shape[d]} (input tensor's "
-            f"size at dimension {d}), but got split_sizes={_shape_str(sizes)}"
+            f"size at dimension {dim}), but got split_sizes={_shape_str(sizes)}"
         )
     out = []
     start = 0
@@ -1006,6 +1049,10 @@ def split(self: Tensor, split_size: int, dim: int = 0) -> list[Tensor]:
     a = self._data
     if a.ndim == 0:
         raise RuntimeError("split expects at least a 1-dimensional tensor")
+    if split_size < 0:  # get_num_splits: before the dim is looked at
+        raise RuntimeError(
+            f"split expects split_size be non-negative, but got split_size={split_size}"
+        )
     return _split_with_sizes(self, _split_sizes(a.shape[wrap_dim(dim, a.ndim)], split_size), dim)
 
 
@@ -1019,9 +1066,9 @@ def split_with_sizes(self: Tensor, split_sizes: list[int], dim: int = 0) -> list
 @meta("unbind.int")
 def unbind(self: Tensor, dim: int = 0) -> list[Tensor]:
     a = self._data
-    if a.ndim == 0:
-        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     d = wrap_dim(dim, a.ndim)
+    if a.ndim == 0:  # self.size(dim) after the dim was wrapped
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     return [new_view_tensor(a[(slice(None),) * d + (i, Ellipsis)], self) for i in range(a.shape[d])]
 
 
@@ -1055,6 +1102,13 @@ def unsqueeze_inplace(self: Tensor, dim: int) -> Tensor:
 @meta("squeeze_")
 def squeeze_inplace(self: Tensor) -> Tensor:
     self._data = squeeze(self)._data
+    return self
+
+
+@cpu("squeeze_.dim")
+@meta("squeeze_.dim")
+def squeeze_dim_inplace(self: Tensor, dim: int) -> Tensor:
+    self._data = squeeze_dim(self, dim)._data
     return self
 
 
