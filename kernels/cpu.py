@@ -411,10 +411,11 @@ def _reduce_dims(dim: list[int] | None, ndim: int) -> tuple[int, ...] | None:
     return dims
 
 
-def _wrap_dims_0d(dim: list[int] | None) -> None:
+def _wrap_dims_0d(dim: list[int] | None) -> tuple[int, ...] | None:
     """The dims of a reduction over a 0-dim tensor: wrapped and checked (0 and -1 are the
-    same dim), then reduced over nothing."""
+    same dim), then reduced over nothing (no numpy axes)."""
     _reduce_dims(dim, 0)
+    return None
 
 
 def _sum_dtype(self: Tensor, dtype: DType | None) -> DType:
