@@ -117,38 +117,140 @@ def _writable(t: Tensor, allow_overlap: bool = False) -> Array:
     return a
 
 
-def _dense(a: Array) -> bool:
-    return bool(a.flags.c_contiguous or a.flags.f_contiguous)
+def non_overlapping_and_dense(a: Array) -> bool:
+    """``compute_non_overlapping_and_dense``: some permutation of the dimensions makes the
+    array contiguous (dimensions of size < 2 ignored)."""
+    if a.ndim == 0:
+        return True
+    item = a.itemsize
+    sizes, strides = a.shape, [st // item for st in a.strides]
+    if a.ndim == 1:
+        return sizes[0] < 2 or strides[0] == 1
+    perm = sorted(range(a.ndim), key=lambda d: (sizes[d] < 2, strides[d] if sizes[d] >= 2 else 0))
+    require = 1
+    for d in perm:
+        if sizes[d] < 2:
+            return True
+        if strides[d] != require:
+            return False
+        require *= sizes[d]
+    return True
 
 
-def assert_no_partial_overlap(out: Tensor, other: Any) -> None:
-    """``assert_no_partial_overlap``: an input may be the written-to tensor itself, or
-    share no memory with it — not part of it (checked, as in torch, when both are dense)."""
-    if not isinstance(other, Tensor):
-        return
+def _data_ptr(a: Array) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+def overlap_status(out: Tensor, other: Tensor) -> str:
+    """``get_overlap_status``: "full" (the same tensor, or the same memory with the same
+    strides), "partial", "no", or "too_hard" when either is not non-overlapping-and-dense."""
     a, b = out._data, other._data
-    if not (_dense(a) and _dense(b)) or a.size == 0 or b.size == 0:
-        return
-    same_layout = (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-    )
-    if same_layout:
-        return
-    lo_a, hi_a = np.lib.array_utils.byte_bounds(a)
-    lo_b, hi_b = np.lib.array_utils.byte_bounds(b)
-    if lo_a < hi_b and lo_b < hi_a:
-        raise RuntimeError(
-            "unsupported operation: some elements of the input tensor and the written-to tensor "
-            "refer to a single memory location. Please clone() the tensor before performing the "
-            "operation."
-        )
+    if other is out:
+        return "full"
+    if a.size == 0 or b.size == 0:
+        return "no"
+    if not (non_overlapping_and_dense(a) and non_overlapping_and_dense(b)):
+        return "too_hard"
+    a_begin, b_begin = _data_ptr(a), _data_ptr(b)
+    a_end, b_end = a_begin + a.size * a.itemsize, b_begin + b.size * b.itemsize
+    if not np.may_share_memory(a, b):  # different storages
+        return "no"
+    if a_begin == b_begin and a_end == b_end:
+        return "full" if a.strides == b.strides else "partial"
+    if a_begin < b_end and b_begin < a_end:
+        return "partial"
+    return "no"
+
+
+def check_input_overlap(out: Tensor, inputs: Sequence[Any]) -> bool:
+    """TensorIterator's ``compute_mem_overlaps`` for the inputs: ``assert_no_partial_overlap``
+    for each, in order — an input may be the written-to tensor itself (or the same memory
+    laid out alike) or share no memory with it, not part of it; decided only when both are
+    non-overlapping and dense, otherwise it is "too hard" and the op goes ahead. True when an input the check let through ("too hard") shares memory
+    with the output: the result then depends on the order in which the elements are visited,
+    and :func:`elementwise_in_order` computes it that way (numpy would buffer the inputs)."""
+    in_order = False
+    for x in inputs:
+        if not isinstance(x, Tensor) or x is out:
+            continue
+        if not np.may_share_memory(out._data, x._data):
+            continue  # "no" (or "too hard" with nothing shared)
+        status = overlap_status(out, x)
+        if status == "partial":
+            raise RuntimeError(
+                "unsupported operation: some elements of the input tensor and the written-to "
+                "tensor refer to a single memory location. Please clone() the tensor before "
+                "performing the operation."
+            )
+        if status == "too_hard" and np.shares_memory(out._data, x._data):
+            in_order = True
+    return in_order
+
+
+def _iteration_order(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> list[int]:
+    """``TensorIteratorBase::reorder_dimensions``: the dimensions fastest-moving first, sorted
+    by the operands' strides (the output's first; a broadcast stride decides nothing)."""
+    ndim = len(shape)
+    perm = list(range(ndim - 1, -1, -1))
+    if ndim <= 1:
+        return perm
+
+    def should_swap(dim0: int, dim1: int) -> int:
+        for st in strides:
+            s0, s1 = st[dim0], st[dim1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 < s1:
+                return -1
+            if s0 > s1:
+                return 1
+            if shape[dim0] > shape[dim1]:
+                return 1
+        return 0
+
+    for i in range(1, ndim):  # insertion sort with ambiguous comparisons, as torch's
+        dim1 = i
+        for dim0 in range(i - 1, -1, -1):
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    return perm
+
+
+def elementwise_in_order(out: Array, inputs: Sequence[Any], compute: Callable[..., Any]) -> None:
+    """Write ``compute(*elements)`` into ``out`` one element at a time, reading each input
+    element just before its output element is written, in TensorIterator's order — what
+    torch's (scalar) CPU loops do when an input aliases the output in a way the overlap check
+    could not decide. Inputs are arrays broadcast to ``out``'s shape, or Python scalars."""
+    shape = out.shape
+    arrays = [np.broadcast_to(x, shape) if isinstance(x, np.ndarray) else None for x in inputs]
+
+    def op_strides(a: Array) -> list[int]:
+        # TensorIterator's compute_strides: a broadcast dimension has stride 0
+        return [0 if (n != 1 and st == 0) else st for n, st in zip(shape, a.strides)]
+
+    strides = [op_strides(out)] + [op_strides(a) for a in arrays if a is not None]
+    perm = _iteration_order(shape, strides)
+    for rev in np.ndindex(*(shape[d] for d in reversed(perm))):
+        idx = [0] * len(shape)
+        for pos, d in enumerate(reversed(perm)):
+            idx[d] = rev[pos]
+        key = tuple(idx)
+        values = [a[key] if a is not None else x for a, x in zip(arrays, inputs)]
+        out[key] = compute(*values)
 
 
 # ------------------------------------------------------------------------------------------
 # pointwise binary: add sub mul div pow
 # ------------------------------------------------------------------------------------------
+def _operand(x: Any) -> Any:
+    """A tensor's array, or the Python scalar itself."""
+    return x._data if isinstance(x, Tensor) else x
+
+
 def _binary_compute(
     fn: Callable[..., Any], a: Any, b: Any, alpha: Any, r: DType, out: Array | None = None
 ) -> Any:
@@ -209,8 +311,14 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         check_cast(r, self.dtype)
         check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
         out = _writable(self)
-        assert_no_partial_overlap(self, other)
-        _binary_compute(fn, self, other, alpha, r, out=out)
+        if check_input_overlap(self, (other,)):
+            elementwise_in_order(
+                out,
+                (self._data, _operand(other)),
+                lambda x, y: _binary_compute(fn, x, y, alpha, r),
+            )
+        else:
+            _binary_compute(fn, self, other, alpha, r, out=out)
         return self
 
     def out_variant(self: Tensor, other: Tensor, alpha: Any, out: Tensor) -> Tensor:
@@ -220,7 +328,15 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         if out._data.shape != shape:
             # torch resizes the out tensor (and warns when it was not empty)
             out._data = np.empty(shape, dtype=out._data.dtype)
-        _binary_compute(fn, self, other, alpha, r, out=_writable(out))
+        dst = _writable(out)
+        if check_input_overlap(out, (self, other)):
+            elementwise_in_order(
+                dst,
+                (self._data, other._data),
+                lambda x, y: _binary_compute(fn, x, y, alpha, r),
+            )
+        else:
+            _binary_compute(fn, self, other, alpha, r, out=dst)
         return out
 
     def out_variant_no_alpha(self: Tensor, other: Tensor, out: Tensor) -> Tensor:
@@ -304,7 +420,11 @@ def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
     check_cast(r, self.dtype)
     if isinstance(exponent, Tensor):
         check_inplace_shape(self, exponent._data.shape)
-    _power(self, exponent, r, out=_writable(self))
+    out = _writable(self)
+    if check_input_overlap(self, (exponent,)):
+        elementwise_in_order(out, (self._data, exponent._data), lambda x, y: _power(x, y, r))
+    else:
+        _power(self, exponent, r, out=out)
     return self
 
 
@@ -626,8 +746,10 @@ def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
     if src.is_meta:
         raise NotImplementedError("Cannot copy out of meta tensor; no data!")
     out = _writable(self)
-    assert_no_partial_overlap(self, src)
-    np.copyto(out, src._data, casting="unsafe")
+    if check_input_overlap(self, (src,)):
+        elementwise_in_order(out, (src._data,), lambda v: v)
+    else:
+        np.copyto(out, src._data, casting="unsafe")
     return self
 
 
@@ -650,7 +772,8 @@ def fill_tensor(self: Tensor, value: Tensor) -> Tensor:
             "fill_ only supports 0-dimension value tensor but got tensor with "
             f"{value._data.ndim} dimensions."
         )
-    _writable(self, allow_overlap=True)[...] = value._data
+    # at::fill_(Tensor) copies (a clone of) the value: copy_'s internal-overlap check applies
+    _writable(self)[...] = value._data
     return self
 
 
