@@ -711,6 +711,59 @@ def bmm(self: Tensor, mat2: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------
 # copies and fills
 # ------------------------------------------------------------------------------------------
+def infer_dense_strides(sizes: Sequence[int], strides: Sequence[int]) -> list[int]:
+    """``infer_dense_strides``: contiguous strides in the order of the input's strides
+    (TensorIterator's sort; a 0 stride compares as ambiguous, so it keeps its place)."""
+    ndim = len(sizes)
+    if ndim == 0:
+        return []
+    if ndim == 1:
+        return [1]
+    perm = list(range(ndim - 1, -1, -1))
+
+    def should_swap(dim0: int, dim1: int) -> int:
+        s0, s1 = strides[dim0], strides[dim1]
+        if s0 == 0 or s1 == 0:
+            return 0
+        if s0 < s1:
+            return -1
+        if s0 > s1:
+            return 1
+        return 1 if sizes[dim0] > sizes[dim1] else 0
+
+    for i in range(1, ndim):
+        dim1 = i
+        for j in range(1, i + 1):
+            dim0 = i - j
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    out = [0] * ndim
+    stride = 1
+    for idx in perm:
+        out[idx] = stride
+        if sizes[idx] > 1:
+            stride *= sizes[idx]
+    return out
+
+
+def _empty_preserving_layout(a: Array, dtype: Any) -> Array:
+    """``empty_like(memory_format=Preserve)``: a non-overlapping dense input's strides are
+    kept as they are; any other input gets dense strides in its strides' order."""
+    item = np.dtype(dtype).itemsize
+    if non_overlapping_and_dense(a):
+        strides = [st // a.itemsize for st in a.strides]
+    else:
+        strides = infer_dense_strides(a.shape, [st // a.itemsize for st in a.strides])
+    buffer = np.empty(max(a.size, 1), dtype=dtype)
+    return np.lib.stride_tricks.as_strided(
+        buffer, shape=a.shape, strides=tuple(st * item for st in strides)
+    )
+
+
 def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = None) -> Tensor:
     """``at::clone`` / ``_to_copy``: allocate, then a dispatched ``copy_``. Reached through
     the Autograd kernel, that copy_ runs below ADInplaceOrView; reached without it (an
@@ -722,7 +775,7 @@ def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = N
     if memory_format == "contiguous_format":
         data = np.empty_like(self._data, dtype=dtype, order="C")
     else:
-        data = np.empty_like(self._data, dtype=dtype, order="K")
+        data = _empty_preserving_layout(self._data, dtype)
     out = new_tensor(data, device)
     return _call("copy_", (out, self, False))
 
