@@ -91,12 +91,12 @@ def tanh(input: Tensor) -> Tensor:
     return input.tanh()
 
 
-def sum(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    return input.sum(dim, keepdim)
+def sum(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return input.sum(*args, **kwargs)
 
 
-def mean(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
-    return input.mean(dim, keepdim)
+def mean(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+    return input.mean(*args, **kwargs)
 
 
 def clone(input: Tensor) -> Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import math
 import numbers
+import operator
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
     from dispatch.operator import OperatorEntry
 
 __all__ = ["CreationMeta", "Device", "Size", "Tensor", "VersionCounter"]
+
+
+_NO_DIM: Final[Any] = object()  # sum()/mean() called without a dim argument
+
+
+def _no_dim_none(dim: Any) -> Any:
+    return None if dim is _NO_DIM else dim
 
 
 class VersionCounter:
@@ -505,15 +513,21 @@ class Tensor:
         return _call("ge.Tensor", (self, _w(other)))
 
     # -- reductions / linear algebra ----------------------------------------------------------
-    def sum(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
-        if dim is None and not keepdim:
+    # an explicit dim, even None, selects the dim overload (torch's argument parser): x.sum()
+    # is SumBackward0, x.sum(None) SumBackward1
+    def sum(
+        self, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+    ) -> Tensor:
+        if dim is _NO_DIM and not keepdim:
             return _call("sum", (self, dtype))
-        return _call("sum.dim_IntList", (self, _dims(dim), keepdim, dtype))
+        return _call("sum.dim_IntList", (self, _dims(_no_dim_none(dim)), keepdim, dtype))
 
-    def mean(self, dim: Any = None, keepdim: bool = False, *, dtype: DType | None = None) -> Tensor:
-        if dim is None and not keepdim:
+    def mean(
+        self, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+    ) -> Tensor:
+        if dim is _NO_DIM and not keepdim:
             return _call("mean", (self, dtype))
-        return _call("mean.dim", (self, _dims(dim), keepdim, dtype))
+        return _call("mean.dim", (self, _dims(_no_dim_none(dim)), keepdim, dtype))
 
     def any(self) -> Tensor:
         return _call("any", (self,))
@@ -645,8 +659,10 @@ class Tensor:
             return _call("squeeze", (self,))
         return _call("squeeze.dim", (self, dim))
 
-    def squeeze_(self) -> Tensor:
-        return _call("squeeze_", (self,))
+    def squeeze_(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return _call("squeeze_", (self,))
+        return _call("squeeze_.dim", (self, dim))
 
     def expand(self, *sizes: Any) -> Tensor:
         return _call("expand", (self, _shape(sizes), False))
@@ -672,15 +688,11 @@ class Tensor:
         return tuple(_call_list("unbind.int", (self, dim)))
 
     def __getitem__(self, index: Any) -> Tensor:
-        return _index(self, index)
+        return _getitem(self, index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        # torch (copy_to): basic indexing, the value expanded to the slice's shape, then
-        # copy_ into the view — one in-place op, one bump
-        dst = _index(self, index, alias_if_whole=False)
-        if isinstance(value, Tensor) and value.shape != dst.shape:
-            value = value.expand(*dst.shape)
-        dst.copy_(value)
+        # torch's copy_to: one in-place op (copy_ or fill_) into the indexed view, one bump
+        _setitem(self, index, value)
 
     # -- operators ------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Tensor:
@@ -909,67 +921,201 @@ def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
     return out
 
 
-def _index(t: Tensor, index: Any, alias_if_whole: bool = True) -> Tensor:
-    """Basic indexing as a chain of select / slice / unsqueeze / alias operator calls,
-    with torch's indexing errors (python_variable_indexing.cpp)."""
-    if not isinstance(index, tuple):
-        index = (index,)
-    for idx in index:
-        if not (
-            idx is None
-            or idx is Ellipsis
-            or isinstance(idx, slice | int | np.integer)
-            or (isinstance(idx, Tensor) and idx.dim() == 0 and not idx.is_floating_point())
-        ):
-            raise IndexError(
-                "only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables "
-                f"are valid indices (got {type(idx).__name__})"
-            )
-    if sum(1 for i in index if i is Ellipsis) > 1:
-        raise IndexError("an index can only have a single ellipsis ('...')")
-    n_specified = sum(1 for i in index if i is not None and i is not Ellipsis)
-    if t.dim() == 0 and n_specified:
+# ---------------------------------------------------------------------------------------------
+# Basic indexing: torch/csrc/autograd/python_variable_indexing.cpp (THPVariable_getitem /
+# THPVariable_setitem, applySlicing, valueToTensor) over aten/src/ATen/TensorIndexing.h
+# (applySelect, applySlice, handleDimInMultiDimIndexing, copy_to, slicePrefix1sSize)
+# ---------------------------------------------------------------------------------------------
+_INDEX_MAX: Final = 2**63 - 1  # PY_SSIZE_T_MAX: a slice's missing stop
+
+
+def _invalid_index(obj: Any) -> IndexError:
+    return IndexError(
+        "only integers, slices (`:`), ellipsis (`...`), None and long or byte Variables "
+        f"are valid indices (got {type(obj).__name__})"
+    )
+
+
+def _is_long(obj: Any) -> bool:
+    """``THPUtils_checkLong``: a Python or numpy integer (not a bool, not a tensor)."""
+    return isinstance(obj, int | np.integer) and not isinstance(obj, bool | np.bool_)
+
+
+def _unpack_slice(s: slice) -> tuple[int, int, int]:
+    """``PySlice_Unpack``: missing parts filled in for a positive step."""
+    step = 1 if s.step is None else operator.index(s.step)
+    if step == 0:
+        raise ValueError("slice step cannot be zero")
+    start = (0 if step > 0 else _INDEX_MAX) if s.start is None else operator.index(s.start)
+    stop = (
+        (_INDEX_MAX if step > 0 else -_INDEX_MAX - 1) if s.stop is None else operator.index(s.stop)
+    )
+    return start, stop, step
+
+
+def _size_at(sizes: Sequence[int], dim: int) -> int:
+    # torch reads sizes[dim] unchecked; past the last dimension (only reachable with several
+    # ellipses) it reads an unused, zero slot of the inline size storage
+    return sizes[dim] if 0 <= dim < len(sizes) else 0
+
+
+def _apply_select(t: Tensor, dim: int, index: int, real_dim: int) -> Tensor:
+    """``impl::applySelect``; ``real_dim`` is the position in the index tuple."""
+    sizes = t.shape
+    if index == 0 and dim == 0 and len(sizes) == 0:
         raise IndexError(
             "invalid index of a 0-dim tensor. Use `tensor.item()` in Python or "
             "`tensor.item<T>()` in C++ to convert a 0-dim tensor to a number"
         )
-    if n_specified > t.dim():
+    size = _size_at(sizes, dim)
+    if not (size > -1 - index and size > index):
+        raise IndexError(
+            f"index {index} is out of bounds for dimension {real_dim} with size {size}"
+        )
+    return _call("select.int", (t, dim, index))
+
+
+def _apply_slice(t: Tensor, dim: int, s: slice, disable_slice_optimization: bool) -> Tensor:
+    """``impl::applySlice``: a slice over the whole dimension returns ``t`` itself unless
+    the optimisation is disabled (a lone slice in getitem)."""
+    start, stop, step = _unpack_slice(s)
+    if step <= 0:
+        raise ValueError("step must be greater than zero")
+    sizes = t.shape
+    if (
+        len(sizes) > 0
+        and not disable_slice_optimization
+        and start == 0
+        and _size_at(sizes, dim) <= stop
+        and step == 1
+    ):
+        return t
+    return _call("slice.Tensor", (t, dim, start, stop, step))
+
+
+def _specified_dims(index: tuple[Any, ...]) -> int:
+    """``count_specified_dimensions``: everything but None, Ellipsis and bools."""
+    return sum(1 for i in index if i is not None and i is not Ellipsis and not isinstance(i, bool))
+
+
+def _apply_slicing(t: Tensor, index: tuple[Any, ...]) -> Tensor:
+    """``applySlicing``: each element of the index tuple in turn
+    (``handleDimInMultiDimIndexing``); ``dim`` is the position in the result."""
+    specified = _specified_dims(index)
+    if specified > t.dim():
         raise IndexError(f"too many indices for tensor of dimension {t.dim()}")
-    out = t
-    dim = 0  # position in `out`
-    orig = 0  # position in `t`, for error messages
-    for i, idx in enumerate(index):
-        if idx is Ellipsis:
-            rest = sum(1 for j in index[i + 1 :] if j is not None and j is not Ellipsis)
-            skipped = t.dim() - orig - rest
-            dim += skipped
-            orig += skipped
-        elif idx is None:
-            out = _call("unsqueeze", (out, dim))
+    result = t
+    dim = 0
+    for real_dim, obj in enumerate(index):
+        if _is_long(obj):
+            result = _apply_select(result, dim, int(obj), real_dim)
+        elif isinstance(obj, slice):
+            result = _apply_slice(result, dim, obj, disable_slice_optimization=False)
             dim += 1
-        elif isinstance(idx, slice):
-            start, stop, step = idx.start, idx.stop, idx.step
-            if step == 0:
-                raise ValueError("slice step cannot be zero")
-            if step is not None and step < 0:
-                raise ValueError("step must be greater than zero")
-            size = out.shape[dim]
-            whole = start in (None, 0) and (stop is None or stop >= size) and step in (None, 1)
-            if not whole:  # torch skips a slice that selects the whole dimension
-                out = _call("slice.Tensor", (out, dim, start, stop, 1 if step is None else step))
+        elif obj is Ellipsis:
+            dim += t.dim() - specified
+        elif obj is None:
+            result = _call("unsqueeze", (result, dim))
             dim += 1
-            orig += 1
+        elif (
+            isinstance(obj, Tensor)
+            and obj.dim() == 0
+            and not obj.is_floating_point()
+            and obj.dtype is not _dt.bool_
+        ):
+            result = _apply_select(result, dim, int(obj.item()), real_dim)
+        elif isinstance(obj, Tensor | bool | list | tuple):
+            # advanced indexing (tensors, sequences, bools) is not modelled
+            raise _invalid_index(obj)
         else:
-            k = int(idx)
-            size = out.shape[dim]
-            if not -size <= k < size:
-                raise IndexError(
-                    f"index {k} is out of bounds for dimension {orig} with size {size}"
-                )
-            out = _call("select.int", (out, dim, k))
-            orig += 1
-    if out is t and alias_if_whole:
-        # x[...], x[()], x[:]: a new view of the whole tensor, as torch returns (setitem
-        # writes into the tensor itself)
-        out = _call("alias", (t,))
-    return out
+            try:
+                k = operator.index(obj)  # PyNumber_Index
+            except TypeError:
+                raise _invalid_index(obj) from None
+            result = _apply_select(result, dim, k, real_dim)
+    return result
+
+
+def _as_index_tuple(index: Any) -> tuple[Any, ...]:
+    return index if isinstance(index, tuple) else (index,)
+
+
+def _getitem(t: Tensor, index: Any) -> Tensor:
+    """``THPVariable_getitem`` (basic indexing)."""
+    if index is None:
+        return _call("unsqueeze", (t, 0))
+    if index is Ellipsis:
+        return _call("alias", (t,))
+    if _is_long(index):
+        return _apply_select(t, 0, int(index), 0)
+    if isinstance(index, slice):
+        return _apply_slice(t, 0, index, disable_slice_optimization=True)
+    sliced = _apply_slicing(t, _as_index_tuple(index))
+    if sliced is t:
+        # ensure we return a shallow copy for things like x[...]
+        sliced = _call("alias", (t,))
+    return sliced
+
+
+def _type_string(t: Tensor) -> str:
+    """``options_to_string``: ``torch.DoubleTensor``, ``torch.meta.FloatTensor``."""
+    names = {"float16": "Half", "float32": "Float", "float64": "Double", "int32": "Int"}
+    name = names.get(t.dtype.name, {"int64": "Long", "bool": "Bool"}.get(t.dtype.name, ""))
+    return f"torch.{'meta.' if t.is_meta else ''}{name}Tensor"
+
+
+def _value_to_tensor(t: Tensor, value: Any) -> Tensor:
+    """``valueToTensor``: a tensor as is; a Python number becomes a (non-wrapped) 0-dim
+    tensor of ``t``'s dtype on ``t``'s device."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, bool | int | np.integer):
+        scalar: Any = int(value)
+    elif isinstance(value, float | np.floating):
+        scalar = float(value)
+    else:
+        raise TypeError(f"can't assign a {type(value).__name__} to a {_type_string(t)}")
+    dtype = t.dtype.numpy
+    if t.is_meta:
+        return new_tensor(meta_array((), dtype), "meta")
+    return new_tensor(np.array(scalar).astype(dtype))
+
+
+def _slice_prefix_1s_size(sizes: Sequence[int]) -> list[int]:
+    """``slicePrefix1sSize``: numpy's leading unit dimensions of a value dropped."""
+    first = next((i for i, n in enumerate(sizes) if n != 1), len(sizes))
+    return list(sizes[first:])
+
+
+def _copy_to(dst: Tensor, src: Tensor) -> None:
+    """``at::indexing::copy_to``: same shape -> copy_; a 0-dim CPU value -> fill_; else the
+    value viewed without leading 1s, expanded to the destination (``expand_inplace``), copied."""
+    if dst.shape == src.shape:
+        dst.copy_(src)
+        return
+    if src.dim() == 0 and src.is_cpu:
+        _call("fill_.Tensor", (dst, src))
+        return
+    src_view = src.view(_slice_prefix_1s_size(src.shape))
+    if src_view.shape != dst.shape:
+        src_view = src_view.expand(*dst.shape)
+    dst.copy_(src_view)
+
+
+def _setitem(t: Tensor, index: Any, py_value: Any) -> None:
+    """``THPVariable_setitem`` (basic indexing): the value converted first, the indexed view
+    computed as getitem does (but a lone slice keeps the whole-dimension optimisation and
+    nothing is aliased), then ``copy_to``."""
+    value = _value_to_tensor(t, py_value)
+    if index is False:
+        return
+    if index is Ellipsis:
+        _copy_to(t, value)
+    elif index is None or index is True:
+        _copy_to(_call("unsqueeze", (t, 0)), value)
+    elif _is_long(index):
+        _copy_to(_apply_select(t, 0, int(index), 0), value)
+    elif isinstance(index, slice):
+        _copy_to(_apply_slice(t, 0, index, disable_slice_optimization=False), value)
+    else:
+        _copy_to(_apply_slicing(t, _as_index_tuple(index)), value)

@@ -15,47 +15,104 @@ from typing import Any
 from dispatch.dtypes import DType
 from dispatch.tensorimpl import Tensor, _call, _call_list, wrap_number
 from kernels._registry import composite_explicit, composite_implicit
-from kernels.cpu import view_array, wrap_dim
+from kernels.cpu import broadcast_shape, view_array, wrap_dim
+
+
+def _mT(t: Tensor) -> Tensor:
+    """``Tensor.mT``: the last two dimensions swapped (a transpose view)."""
+    return t.transpose(-2, -1)
+
+
+def _should_fold(tensor1: Tensor, tensor2: Tensor) -> bool:
+    """``should_fold``: fold the larger (>= 3-D) tensor into a matrix and use mm/mv instead
+    of bmm when the smaller one requires grad, or when the fold needs no copy."""
+    tensor1_larger = tensor1.dim() >= tensor2.dim()
+    t1 = tensor1 if tensor1_larger else _mT(tensor2)
+    dim_t1 = t1.dim()
+    dim_t2 = tensor2.dim() if tensor1_larger else tensor1.dim()
+    if not (dim_t1 >= 3 and dim_t2 <= 2):
+        return False
+    t2_requires_grad = tensor2.requires_grad if tensor1_larger else tensor1.requires_grad
+    if t2_requires_grad:
+        return True
+    if tensor1.dim() == 2:
+        return False
+    if t1.numel() == 0:
+        return True
+    shape, strides = t1.shape, t1.stride()
+    return all(strides[i] == strides[i + 1] * shape[i + 1] for i in range(dim_t1 - 2))
+
+
+def _matmul_impl(tensor1: Tensor, tensor2: Tensor) -> Tensor:
+    """``at::native::_matmul_impl`` (without ``out=``)."""
+    dim_tensor1, dim_tensor2 = tensor1.dim(), tensor2.dim()
+    if dim_tensor1 == 0 or dim_tensor2 == 0:
+        raise RuntimeError(
+            "both arguments to matmul need to be at least 1D, but they are "
+            f"{dim_tensor1}D and {dim_tensor2}D"
+        )
+    if dim_tensor1 == 1 and dim_tensor2 == 1:
+        return tensor1.dot(tensor2)
+    if dim_tensor1 == 2 and dim_tensor2 == 1:
+        return tensor1.mv(tensor2)
+    if dim_tensor1 == 1 and dim_tensor2 == 2:
+        return tensor1.unsqueeze(0).mm(tensor2).squeeze_(0)
+    if dim_tensor1 == 2 and dim_tensor2 == 2:
+        return tensor1.mm(tensor2)
+    if _should_fold(tensor1, tensor2):
+        # fold the batch of the larger tensor into its leading matrix dimension
+        transpose = dim_tensor2 > dim_tensor1
+        t1 = _mT(tensor2) if transpose else tensor1
+        t2 = tensor2 if not transpose else (tensor1.t() if dim_tensor1 == 2 else tensor1)
+        sizes_1 = t1.shape
+        output_shape = list(sizes_1[:-1])
+        folded_dim1 = math.prod(output_shape)
+        t2_is_matrix = t2.dim() == 2
+        if t2_is_matrix:
+            output_shape.append(t2.shape[1])
+        t1_folded = t1.reshape(folded_dim1, sizes_1[-1])
+        if t2_is_matrix:
+            output = _call("_unsafe_view", (t1_folded.mm(t2), output_shape))
+            return _mT(output).contiguous() if transpose else output
+        return _call("_unsafe_view", (t1_folded.mv(t2), output_shape))
+    # dim_tensor1 >= 3 or dim_tensor2 >= 3: broadcast the batches, fold them, bmm
+    n = tensor1.shape[-2] if dim_tensor1 > 1 else 1
+    m1 = tensor1.shape[-1]
+    batch_tensor1 = list(tensor1.shape[: max(dim_tensor1 - 2, 0)])
+    m2 = tensor2.shape[-2] if dim_tensor2 > 1 else tensor2.shape[0]
+    p = tensor2.shape[-1] if dim_tensor2 > 1 else 1
+    batch_tensor2 = list(tensor2.shape[: max(dim_tensor2 - 2, 0)])
+    if dim_tensor1 == 3 and dim_tensor2 == 3 and batch_tensor1[0] != batch_tensor2[0]:
+        # the same gradient optimisation as should_fold: go through the folding branch
+        if batch_tensor1[0] == 1 and tensor1.requires_grad:
+            return _matmul_impl(tensor1.squeeze(0), tensor2)
+        if batch_tensor2[0] == 1 and tensor2.requires_grad:
+            return _matmul_impl(tensor1, tensor2.squeeze(0))
+    output_shape = list(broadcast_shape(batch_tensor1, batch_tensor2))
+    expand_batch_product = math.prod(output_shape)
+    tensor1_expanded = tensor1.expand(*output_shape, n, m1).reshape(expand_batch_product, n, m1)
+    vector_rhs = dim_tensor2 == 1
+    if vector_rhs:
+        tensor2_expanded = (
+            tensor2.expand(*output_shape, m2).reshape(expand_batch_product, m2).unsqueeze(2)
+        )
+    else:
+        tensor2_expanded = tensor2.expand(*output_shape, m2, p).reshape(expand_batch_product, m2, p)
+    if dim_tensor1 > 1:
+        output_shape.append(n)
+    if dim_tensor2 > 1:
+        output_shape.append(p)
+    if vector_rhs:
+        return _call(
+            "_unsafe_view", (tensor1_expanded.bmm(tensor2_expanded).squeeze(-1), output_shape)
+        )
+    return _call("_unsafe_view", (tensor1_expanded.bmm(tensor2_expanded), output_shape))
 
 
 @composite_implicit("matmul")
 def matmul(self: Tensor, other: Tensor) -> Tensor:
-    """``at::native::matmul``: dot / mv / mm / folded mm / broadcast bmm by rank."""
-    d1, d2 = self.dim(), other.dim()
-    if d1 == 0 or d2 == 0:
-        raise RuntimeError(
-            f"both arguments to matmul need to be at least 1D, but they are {d1}D and {d2}D"
-        )
-    if d1 == 1 and d2 == 1:
-        return self.dot(other)
-    if d1 == 2 and d2 == 1:
-        return self.mv(other)
-    if d1 == 1 and d2 == 2:
-        return self.unsqueeze(0).mm(other).squeeze(0)
-    if d1 == 2 and d2 == 2:
-        return self.mm(other)
-    if d1 >= 3 and d2 in (1, 2):
-        # fold the batch into the rows of one mm
-        shape = self.shape
-        t2 = other.unsqueeze(-1) if d2 == 1 else other
-        out = self.reshape(-1, shape[-1]).mm(t2)
-        out_shape = list(shape[:-1]) + ([] if d2 == 1 else [other.shape[-1]])
-        return out.view(out_shape)
-    # broadcast batched matmul through bmm
-    a = self.unsqueeze(0) if d1 == 1 else self
-    b = other.unsqueeze(-1) if d2 == 1 else other
-    n, m = a.shape[-2], a.shape[-1]
-    m2, p = b.shape[-2], b.shape[-1]
-    batch_a, batch_b = list(a.shape[:-2]), list(b.shape[:-2])
-    from kernels.cpu import broadcast_shape
-
-    batch = list(broadcast_shape(batch_a, batch_b))
-    nb = math.prod(batch)
-    a3 = a.expand(*batch, n, m).reshape(nb, n, m)
-    b3 = b.expand(*batch, m2, p).reshape(nb, m2, p)
-    out = a3.bmm(b3)
-    out_shape = batch + ([n] if d1 != 1 else []) + ([p] if d2 != 1 else [])
-    return out.view(out_shape)
+    """``at::native::matmul``: dot / mv / mm / folded mm or mv / broadcast bmm by rank."""
+    return _matmul_impl(self, other)
 
 
 @composite_explicit("rsub.Scalar")
@@ -91,6 +148,8 @@ def view_as(self: Tensor, other: Tensor) -> Tensor:
 def narrow(self: Tensor, dim: int, start: int, length: int) -> Tensor:
     if self.dim() == 0:
         raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
+    if length < 0:
+        raise RuntimeError("narrow(): length must be non-negative.")
     d = wrap_dim(dim, self.dim())
     size = self.shape[d]
     if not -size <= start <= size:
@@ -99,7 +158,7 @@ def narrow(self: Tensor, dim: int, start: int, length: int) -> Tensor:
         )
     if start < 0:
         start += size
-    if length < 0 or start + length > size:
+    if start + length > size:
         raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({size}).")
     return _call("slice.Tensor", (self, d, start, start + length, 1))
 

@@ -117,38 +117,140 @@ def _writable(t: Tensor, allow_overlap: bool = False) -> Array:
     return a
 
 
-def _dense(a: Array) -> bool:
-    return bool(a.flags.c_contiguous or a.flags.f_contiguous)
+def non_overlapping_and_dense(a: Array) -> bool:
+    """``compute_non_overlapping_and_dense``: some permutation of the dimensions makes the
+    array contiguous (dimensions of size < 2 ignored)."""
+    if a.ndim == 0:
+        return True
+    item = a.itemsize
+    sizes, strides = a.shape, [st // item for st in a.strides]
+    if a.ndim == 1:
+        return sizes[0] < 2 or strides[0] == 1
+    perm = sorted(range(a.ndim), key=lambda d: (sizes[d] < 2, strides[d] if sizes[d] >= 2 else 0))
+    require = 1
+    for d in perm:
+        if sizes[d] < 2:
+            return True
+        if strides[d] != require:
+            return False
+        require *= sizes[d]
+    return True
 
 
-def assert_no_partial_overlap(out: Tensor, other: Any) -> None:
-    """``assert_no_partial_overlap``: an input may be the written-to tensor itself, or
-    share no memory with it — not part of it (checked, as in torch, when both are dense)."""
-    if not isinstance(other, Tensor):
-        return
+def _data_ptr(a: Array) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+def overlap_status(out: Tensor, other: Tensor) -> str:
+    """``get_overlap_status``: "full" (the same tensor, or the same memory with the same
+    strides), "partial", "no", or "too_hard" when either is not non-overlapping-and-dense."""
     a, b = out._data, other._data
-    if not (_dense(a) and _dense(b)) or a.size == 0 or b.size == 0:
-        return
-    same_layout = (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.shape == b.shape
-        and a.strides == b.strides
-    )
-    if same_layout:
-        return
-    lo_a, hi_a = np.lib.array_utils.byte_bounds(a)
-    lo_b, hi_b = np.lib.array_utils.byte_bounds(b)
-    if lo_a < hi_b and lo_b < hi_a:
-        raise RuntimeError(
-            "unsupported operation: some elements of the input tensor and the written-to tensor "
-            "refer to a single memory location. Please clone() the tensor before performing the "
-            "operation."
-        )
+    if other is out:
+        return "full"
+    if a.size == 0 or b.size == 0:
+        return "no"
+    if not (non_overlapping_and_dense(a) and non_overlapping_and_dense(b)):
+        return "too_hard"
+    a_begin, b_begin = _data_ptr(a), _data_ptr(b)
+    a_end, b_end = a_begin + a.size * a.itemsize, b_begin + b.size * b.itemsize
+    if not np.may_share_memory(a, b):  # different storages
+        return "no"
+    if a_begin == b_begin and a_end == b_end:
+        return "full" if a.strides == b.strides else "partial"
+    if a_begin < b_end and b_begin < a_end:
+        return "partial"
+    return "no"
+
+
+def check_input_overlap(out: Tensor, inputs: Sequence[Any]) -> bool:
+    """TensorIterator's ``compute_mem_overlaps`` for the inputs: ``assert_no_partial_overlap``
+    for each, in order — an input may be the written-to tensor itself (or the same memory
+    laid out alike) or share no memory with it, not part of it; decided only when both are
+    non-overlapping and dense, otherwise it is "too hard" and the op goes ahead. True when an input the check let through ("too hard") shares memory
+    with the output: the result then depends on the order in which the elements are visited,
+    and :func:`elementwise_in_order` computes it that way (numpy would buffer the inputs)."""
+    in_order = False
+    for x in inputs:
+        if not isinstance(x, Tensor) or x is out:
+            continue
+        if not np.may_share_memory(out._data, x._data):
+            continue  # "no" (or "too hard" with nothing shared)
+        status = overlap_status(out, x)
+        if status == "partial":
+            raise RuntimeError(
+                "unsupported operation: some elements of the input tensor and the written-to "
+                "tensor refer to a single memory location. Please clone() the tensor before "
+                "performing the operation."
+            )
+        if status == "too_hard" and np.shares_memory(out._data, x._data):
+            in_order = True
+    return in_order
+
+
+def _iteration_order(shape: Sequence[int], strides: Sequence[Sequence[int]]) -> list[int]:
+    """``TensorIteratorBase::reorder_dimensions``: the dimensions fastest-moving first, sorted
+    by the operands' strides (the output's first; a broadcast stride decides nothing)."""
+    ndim = len(shape)
+    perm = list(range(ndim - 1, -1, -1))
+    if ndim <= 1:
+        return perm
+
+    def should_swap(dim0: int, dim1: int) -> int:
+        for st in strides:
+            s0, s1 = st[dim0], st[dim1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 < s1:
+                return -1
+            if s0 > s1:
+                return 1
+            if shape[dim0] > shape[dim1]:
+                return 1
+        return 0
+
+    for i in range(1, ndim):  # insertion sort with ambiguous comparisons, as torch's
+        dim1 = i
+        for dim0 in range(i - 1, -1, -1):
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    return perm
+
+
+def elementwise_in_order(out: Array, inputs: Sequence[Any], compute: Callable[..., Any]) -> None:
+    """Write ``compute(*elements)`` into ``out`` one element at a time, reading each input
+    element just before its output element is written, in TensorIterator's order — what
+    torch's (scalar) CPU loops do when an input aliases the output in a way the overlap check
+    could not decide. Inputs are arrays broadcast to ``out``'s shape, or Python scalars."""
+    shape = out.shape
+    arrays = [np.broadcast_to(x, shape) if isinstance(x, np.ndarray) else None for x in inputs]
+
+    def op_strides(a: Array) -> list[int]:
+        # TensorIterator's compute_strides: a broadcast dimension has stride 0
+        return [0 if (n != 1 and st == 0) else st for n, st in zip(shape, a.strides)]
+
+    strides = [op_strides(out)] + [op_strides(a) for a in arrays if a is not None]
+    perm = _iteration_order(shape, strides)
+    for rev in np.ndindex(*(shape[d] for d in reversed(perm))):
+        idx = [0] * len(shape)
+        for pos, d in enumerate(reversed(perm)):
+            idx[d] = rev[pos]
+        key = tuple(idx)
+        values = [a[key] if a is not None else x for a, x in zip(arrays, inputs)]
+        out[key] = compute(*values)
 
 
 # ------------------------------------------------------------------------------------------
 # pointwise binary: add sub mul div pow
 # ------------------------------------------------------------------------------------------
+def _operand(x: Any) -> Any:
+    """A tensor's array, or the Python scalar itself."""
+    return x._data if isinstance(x, Tensor) else x
+
+
 def _binary_compute(
     fn: Callable[..., Any], a: Any, b: Any, alpha: Any, r: DType, out: Array | None = None
 ) -> Any:
@@ -209,8 +311,14 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         check_cast(r, self.dtype)
         check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
         out = _writable(self)
-        assert_no_partial_overlap(self, other)
-        _binary_compute(fn, self, other, alpha, r, out=out)
+        if check_input_overlap(self, (other,)):
+            elementwise_in_order(
+                out,
+                (self._data, _operand(other)),
+                lambda x, y: _binary_compute(fn, x, y, alpha, r),
+            )
+        else:
+            _binary_compute(fn, self, other, alpha, r, out=out)
         return self
 
     def out_variant(self: Tensor, other: Tensor, alpha: Any, out: Tensor) -> Tensor:
@@ -220,7 +328,15 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         if out._data.shape != shape:
             # torch resizes the out tensor (and warns when it was not empty)
             out._data = np.empty(shape, dtype=out._data.dtype)
-        _binary_compute(fn, self, other, alpha, r, out=_writable(out))
+        dst = _writable(out)
+        if check_input_overlap(out, (self, other)):
+            elementwise_in_order(
+                dst,
+                (self._data, other._data),
+                lambda x, y: _binary_compute(fn, x, y, alpha, r),
+            )
+        else:
+            _binary_compute(fn, self, other, alpha, r, out=dst)
         return out
 
     def out_variant_no_alpha(self: Tensor, other: Tensor, out: Tensor) -> Tensor:
@@ -304,7 +420,11 @@ def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
     check_cast(r, self.dtype)
     if isinstance(exponent, Tensor):
         check_inplace_shape(self, exponent._data.shape)
-    _power(self, exponent, r, out=_writable(self))
+    out = _writable(self)
+    if check_input_overlap(self, (exponent,)):
+        elementwise_in_order(out, (self._data, exponent._data), lambda x, y: _power(x, y, r))
+    else:
+        _power(self, exponent, r, out=out)
     return self
 
 
@@ -403,10 +523,19 @@ for _uname, (_ufn, _to_float) in _UNARY.items():
 def _reduce_dims(dim: list[int] | None, ndim: int) -> tuple[int, ...] | None:
     if dim is None or len(dim) == 0:
         return None
+    # every dim wrapped first, then the first repeated one reported
     dims = tuple(wrap_dim(d, ndim) for d in dim)
-    if len(set(dims)) != len(dims):
-        raise RuntimeError(f"dim {dims[0]} appears multiple times in the list of dims")
+    for i, d in enumerate(dims):
+        if d in dims[:i]:
+            raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
     return dims
+
+
+def _wrap_dims_0d(dim: list[int] | None) -> tuple[int, ...] | None:
+    """The dims of a reduction over a 0-dim tensor: wrapped and checked (0 and -1 are the
+    same dim), then reduced over nothing (no numpy axes)."""
+    _reduce_dims(dim, 0)
+    return None
 
 
 def _sum_dtype(self: Tensor, dtype: DType | None) -> DType:
@@ -427,7 +556,7 @@ def sum_dim(
     self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
 ) -> Tensor:
     r = _sum_dtype(self, dtype)
-    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else _wrap_dims_0d(dim)
     return new_cpu_tensor(
         np.asarray(np.sum(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim))
     )
@@ -465,7 +594,7 @@ def mean_dim(
     self: Tensor, dim: list[int] | None, keepdim: bool = False, dtype: DType | None = None
 ) -> Tensor:
     r = _mean_dtype(self, dtype)
-    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else None
+    axes = _reduce_dims(dim, self._data.ndim) if self._data.ndim else _wrap_dims_0d(dim)
     with np.errstate(invalid="ignore", divide="ignore"):
         res = np.mean(self._data, axis=axes, dtype=r.numpy, keepdims=keepdim)
     return new_cpu_tensor(np.asarray(res).astype(r.numpy, copy=False))
@@ -517,6 +646,8 @@ def mm(self: Tensor, mat2: Tensor) -> Tensor:
 
 def check_mv(self: Tensor, vec: Tensor) -> tuple[int, ...]:
     a, v = self._data, vec._data
+    if a.ndim == 0:  # at::native::mv allocates its result with self.size(0) first
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     if a.ndim != 2 or v.ndim != 1:
         raise RuntimeError(f"vector + matrix @ vector expected, got 1, {a.ndim}, {v.ndim}")
     if a.shape[1] != v.shape[0]:
@@ -580,6 +711,59 @@ def bmm(self: Tensor, mat2: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------
 # copies and fills
 # ------------------------------------------------------------------------------------------
+def infer_dense_strides(sizes: Sequence[int], strides: Sequence[int]) -> list[int]:
+    """``infer_dense_strides``: contiguous strides in the order of the input's strides
+    (TensorIterator's sort; a 0 stride compares as ambiguous, so it keeps its place)."""
+    ndim = len(sizes)
+    if ndim == 0:
+        return []
+    if ndim == 1:
+        return [1]
+    perm = list(range(ndim - 1, -1, -1))
+
+    def should_swap(dim0: int, dim1: int) -> int:
+        s0, s1 = strides[dim0], strides[dim1]
+        if s0 == 0 or s1 == 0:
+            return 0
+        if s0 < s1:
+            return -1
+        if s0 > s1:
+            return 1
+        return 1 if sizes[dim0] > sizes[dim1] else 0
+
+    for i in range(1, ndim):
+        dim1 = i
+        for j in range(1, i + 1):
+            dim0 = i - j
+            comparison = should_swap(perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    out = [0] * ndim
+    stride = 1
+    for idx in perm:
+        out[idx] = stride
+        if sizes[idx] > 1:
+            stride *= sizes[idx]
+    return out
+
+
+def _empty_preserving_layout(a: Array, dtype: Any) -> Array:
+    """``empty_like(memory_format=Preserve)``: a non-overlapping dense input's strides are
+    kept as they are; any other input gets dense strides in its strides' order."""
+    item = np.dtype(dtype).itemsize
+    if non_overlapping_and_dense(a):
+        strides = [st // a.itemsize for st in a.strides]
+    else:
+        strides = infer_dense_strides(a.shape, [st // a.itemsize for st in a.strides])
+    buffer = np.empty(max(a.size, 1), dtype=dtype)
+    return np.lib.stride_tricks.as_strided(
+        buffer, shape=a.shape, strides=tuple(st * item for st in strides)
+    )
+
+
 def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = None) -> Tensor:
     """``at::clone`` / ``_to_copy``: allocate, then a dispatched ``copy_``. Reached through
     the Autograd kernel, that copy_ runs below ADInplaceOrView; reached without it (an
@@ -591,7 +775,7 @@ def _copy_into_new(self: Tensor, dtype: Any, device: str, memory_format: Any = N
     if memory_format == "contiguous_format":
         data = np.empty_like(self._data, dtype=dtype, order="C")
     else:
-        data = np.empty_like(self._data, dtype=dtype, order="K")
+        data = _empty_preserving_layout(self._data, dtype)
     out = new_tensor(data, device)
     return _call("copy_", (out, self, False))
 
@@ -615,8 +799,10 @@ def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
     if src.is_meta:
         raise NotImplementedError("Cannot copy out of meta tensor; no data!")
     out = _writable(self)
-    assert_no_partial_overlap(self, src)
-    np.copyto(out, src._data, casting="unsafe")
+    if check_input_overlap(self, (src,)):
+        elementwise_in_order(out, (src._data,), lambda v: v)
+    else:
+        np.copyto(out, src._data, casting="unsafe")
     return self
 
 
@@ -639,7 +825,8 @@ def fill_tensor(self: Tensor, value: Tensor) -> Tensor:
             "fill_ only supports 0-dimension value tensor but got tensor with "
             f"{value._data.ndim} dimensions."
         )
-    _writable(self, allow_overlap=True)[...] = value._data
+    # at::fill_(Tensor) copies (a clone of) the value: copy_'s internal-overlap check applies
+    _writable(self)[...] = value._data
     return self
 
 
@@ -682,19 +869,29 @@ def to_copy(
 def infer_size(shape: Sequence[int], numel: int) -> tuple[int, ...]:
     """``infer_size``: resolve one -1 and check the element count."""
     shape = list(shape)
-    neg = [i for i, s in enumerate(shape) if s == -1]
-    if len(neg) > 1:
-        raise RuntimeError("only one dimension can be inferred")
-    for s in shape:
-        if s < -1:
-            raise RuntimeError(f"invalid shape dimension {s}")
-    known = math.prod(s for s in shape if s != -1)
-    if neg:
-        if known == 0 or numel % known:
-            raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
-        shape[neg[0]] = numel // known
-    elif known != numel:
+    newsize = 1
+    infer_dim: int | None = None
+    for i, s in enumerate(shape):
+        if s == -1:
+            if infer_dim is not None:
+                raise RuntimeError("only one dimension can be inferred")
+            infer_dim = i
+        elif s >= 0:
+            newsize *= s
+        else:
+            raise RuntimeError(
+                f"invalid shape dimension {s} at index {i} of shape {_shape_str(shape)}"
+            )
+    if infer_dim is not None and newsize > 0 and numel % newsize == 0:
+        shape[infer_dim] = numel // newsize
+        return tuple(shape)
+    if numel != newsize:
         raise RuntimeError(f"shape '{_shape_str(shape)}' is invalid for input of size {numel}")
+    if infer_dim is not None:  # 0 elements: the -1 could be anything
+        raise RuntimeError(
+            f"cannot reshape tensor of 0 elements into shape {_shape_str(shape)} because the "
+            "unspecified dimension size -1 can be any value and is ambiguous"
+        )
     return tuple(shape)
 
 
@@ -904,33 +1101,54 @@ def expand(self: Tensor, size: list[int], implicit: bool = False) -> Tensor:
             f"({len(size)}) must be greater or equal to the number of dimensions in the tensor "
             f"({a.ndim})"
         )
-    lead = len(size) - a.ndim
-    target = []
-    for i, s in enumerate(size):
-        if s == -1:
-            if i < lead:
-                raise RuntimeError(
-                    f"The expanded size of the tensor (-1) isn't allowed in a leading, "
-                    f"non-existing dimension {i}"
-                )
-            s = a.shape[i - lead]
-        elif i >= lead and a.shape[i - lead] != 1 and a.shape[i - lead] != s:
-            raise RuntimeError(
-                f"The expanded size of the tensor ({s}) must match the existing size "
-                f"({a.shape[i - lead]}) at non-singleton dimension {i}.  Target sizes: "
-                f"{_shape_str(size)}.  Tensor sizes: {_shape_str(a.shape)}"
-            )
-        target.append(s)
-    lead_strides = [0] * lead
-    strides = lead_strides + [
-        0 if (a.shape[i] == 1 and target[lead + i] != 1) else a.strides[i] for i in range(a.ndim)
-    ]
+    target, strides = _infer_expand_geometry(a.shape, a.strides, size)
+    if any(s < 0 for s in target):
+        # torch's as_strided computes the element count of the negative sizes
+        raise RuntimeError("numel: integer multiplication overflow")
     # writable like torch's expanded tensors; writes through overlapping elements are refused
     # by _writable, as torch refuses them
     out = np.lib.stride_tricks.as_strided(
         a, shape=tuple(target), strides=tuple(strides), writeable=a.flags.writeable
     )
     return new_view_tensor(out, self)
+
+
+def _infer_expand_geometry(
+    tensor_sizes: Sequence[int], tensor_strides: Sequence[int], sizes: Sequence[int]
+) -> tuple[list[int], list[int]]:
+    """``inferExpandGeometry``: scanned from the last dimension (which decides the error
+    reported); a 0-dim tensor takes the sizes as they are, all strides 0."""
+    ndim, tensor_dim = len(sizes), len(tensor_sizes)
+    if tensor_dim == 0:
+        return list(sizes), [0] * ndim
+    expanded_sizes = [0] * ndim
+    expanded_strides = [0] * ndim
+    for i in range(ndim - 1, -1, -1):
+        dim = tensor_dim - 1 - (ndim - 1 - i)
+        size = tensor_sizes[dim] if dim >= 0 else 1
+        stride = (
+            tensor_strides[dim] if dim >= 0 else expanded_sizes[i + 1] * expanded_strides[i + 1]
+        )
+        target_size = sizes[i]
+        if target_size == -1:
+            if dim < 0:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({target_size}) isn't allowed in a "
+                    f"leading, non-existing dimension {i}"
+                )
+            target_size = size
+        if size != target_size:
+            if size != 1:
+                raise RuntimeError(
+                    f"The expanded size of the tensor ({target_size}) must match the existing "
+                    f"size ({size}) at non-singleton dimension {i}.  Target sizes: "
+                    f"{_shape_str(sizes)}.  Tensor sizes: {_shape_str(tensor_sizes)}"
+                )
+            size = target_size
+            stride = 0
+        expanded_sizes[i] = size
+        expanded_strides[i] = stride
+    return expanded_sizes, expanded_strides
 
 
 @cpu("select.int")
@@ -967,10 +1185,6 @@ def slice_(
 
 
 def _split_sizes(n: int, split_size: int) -> list[int]:
-    if split_size < 0:
-        raise RuntimeError(
-            f"split expects split_size be non-negative, but got split_size={split_size}"
-        )
     if split_size == 0:
         if n != 0:
             raise RuntimeError(
@@ -986,10 +1200,16 @@ def _split_with_sizes(self: Tensor, sizes: Sequence[int], dim: int) -> list[Tens
     if a.ndim == 0:
         raise RuntimeError("split expects at least a 1-dimensional tensor")
     d = wrap_dim(dim, a.ndim)
-    if sum(sizes) != a.shape[d] or any(s < 0 for s in sizes):
+    if any(s < 0 for s in sizes):
+        raise RuntimeError(
+            "split_with_sizes expects split_sizes have only non-negative entries, but got "
+            f"split_sizes={_shape_str(sizes)}"
+        )
+    if sum(sizes) != a.shape[d]:
+        # the dim as given, not wrapped
         raise RuntimeError(
             f"split_with_sizes expects split_sizes to sum exactly to {a.shape[d]} (input tensor's "
-            f"size at dimension {d}), but got split_sizes={_shape_str(sizes)}"
+            f"size at dimension {dim}), but got split_sizes={_shape_str(sizes)}"
         )
     out = []
     start = 0
@@ -1006,6 +1226,10 @@ def split(self: Tensor, split_size: int, dim: int = 0) -> list[Tensor]:
     a = self._data
     if a.ndim == 0:
         raise RuntimeError("split expects at least a 1-dimensional tensor")
+    if split_size < 0:  # get_num_splits: before the dim is looked at
+        raise RuntimeError(
+            f"split expects split_size be non-negative, but got split_size={split_size}"
+        )
     return _split_with_sizes(self, _split_sizes(a.shape[wrap_dim(dim, a.ndim)], split_size), dim)
 
 
@@ -1019,9 +1243,9 @@ def split_with_sizes(self: Tensor, split_sizes: list[int], dim: int = 0) -> list
 @meta("unbind.int")
 def unbind(self: Tensor, dim: int = 0) -> list[Tensor]:
     a = self._data
-    if a.ndim == 0:
-        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     d = wrap_dim(dim, a.ndim)
+    if a.ndim == 0:  # self.size(dim) after the dim was wrapped
+        raise IndexError("Dimension specified as 0 but tensor has no dimensions")
     return [new_view_tensor(a[(slice(None),) * d + (i, Ellipsis)], self) for i in range(a.shape[d])]
 
 
@@ -1055,6 +1279,13 @@ def unsqueeze_inplace(self: Tensor, dim: int) -> Tensor:
 @meta("squeeze_")
 def squeeze_inplace(self: Tensor) -> Tensor:
     self._data = squeeze(self)._data
+    return self
+
+
+@cpu("squeeze_.dim")
+@meta("squeeze_.dim")
+def squeeze_dim_inplace(self: Tensor, dim: int) -> Tensor:
+    self._data = squeeze_dim(self, dim)._data
     return self
 
 

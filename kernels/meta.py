@@ -118,7 +118,7 @@ def unary_inplace(self: Tensor) -> Tensor:
 
 # -- reductions -----------------------------------------------------------------------------
 def _reduced(shape: tuple[int, ...], dim: list[int] | None, keepdim: bool) -> tuple[int, ...]:
-    axes = C._reduce_dims(dim, len(shape)) if shape else None
+    axes = C._reduce_dims(dim, len(shape)) if shape else C._wrap_dims_0d(dim)
     if axes is None:
         return tuple(1 for _ in shape) if keepdim else ()
     if keepdim:

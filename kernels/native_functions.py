@@ -175,6 +175,7 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)", "cpu"),
     _F("aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu"),
     _F("aten::squeeze_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
+    _F("aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu"),
     # -- factories -------------------------------------------------------------------------
     _F(
         "aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",

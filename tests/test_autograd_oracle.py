@@ -525,6 +525,13 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
     "rsub_node": [LEAF, "t1 = 2.0 - t0"],
     "rdiv_node": [LEAF, "t1 = 2.0 / t0"],
     "reshape_alias_node": [LEAF, "t1 = t0.t()", "t2 = t1.reshape(1, 3, 2)"],
+    # ... and gives an overlapping (expanded) input dense strides in its strides' order
+    "clone_of_expanded_is_dense": [
+        "t0 = torch.tensor(np.array([[1.0, 2.0, -1.0]]))",
+        "t1 = t0.expand(2, 3)",
+        "t2 = t1.clone()",
+        "t3 = t2.view(3, 2)",
+    ],
     "clone_preserves_strides": [
         LEAF,
         "t1 = t0.t()",

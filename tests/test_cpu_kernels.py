@@ -756,6 +756,107 @@ ERRORS: dict[str, tuple[Callable[[Any], Any], str, str]] = {
         "RuntimeError",
         "fill_ only supports 0-dimension value tensor but got tensor with 1 dimensions.",
     ),
+    # fill_(Tensor) is a copy_: unlike fill_(Scalar) it refuses an internally overlapping target
+    "fill_tensor_expanded": (
+        lambda m: m.ones(1, 3).expand(2, 3).fill_(m.ones(())),
+        "RuntimeError",
+        "unsupported operation: more than one element of the written-to tensor refers to a single "
+        "memory location. Please clone() the tensor before performing the operation.",
+    ),
+    # inferExpandGeometry scans from the last dimension
+    "expand_mismatch_last_dim_first": (
+        lambda m: m.ones(2, 3).expand(3, 4),
+        "RuntimeError",
+        "The expanded size of the tensor (4) must match the existing size (3) at non-singleton "
+        "dimension 1.  Target sizes: [3, 4].  Tensor sizes: [2, 3]",
+    ),
+    "expand_leading_minus_one_after_mismatch": (
+        lambda m: m.ones(3).expand(-1, 4),
+        "RuntimeError",
+        "The expanded size of the tensor (4) must match the existing size (3) at non-singleton "
+        "dimension 1.  Target sizes: [-1, 4].  Tensor sizes: [3]",
+    ),
+    "expand_leading_minus_one": (
+        lambda m: m.ones(3).expand(2, -1, 3),
+        "RuntimeError",
+        "The expanded size of the tensor (-1) isn't allowed in a leading, non-existing dimension 1",
+    ),
+    "expand_0d_minus_one": (
+        lambda m: m.ones(()).expand(-1, 3),
+        "RuntimeError",
+        "numel: integer multiplication overflow",
+    ),
+    "split_sizes_text_keeps_dim": (
+        lambda m: m.ones(2, 3).split([1, 1], -1),
+        "RuntimeError",
+        "split_with_sizes expects split_sizes to sum exactly to 3 (input tensor's size at "
+        "dimension -1), but got split_sizes=[1, 1]",
+    ),
+    "split_sizes_negative_first": (
+        lambda m: m.ones(2, 3).split([4, -1], 1),
+        "RuntimeError",
+        "split_with_sizes expects split_sizes have only non-negative entries, but got "
+        "split_sizes=[4, -1]",
+    ),
+    "split_negative_before_dim": (
+        lambda m: m.ones(2, 3).split(-1, 5),
+        "RuntimeError",
+        "split expects split_size be non-negative, but got split_size=-1",
+    ),
+    "narrow_negative_length_first": (
+        lambda m: m.ones(2, 3).narrow(5, 9, -1),
+        "RuntimeError",
+        "narrow(): length must be non-negative.",
+    ),
+    "unbind_0d_wraps_dim_first": (
+        lambda m: m.ones(()).unbind(1),
+        "IndexError",
+        "Dimension out of range (expected to be in range of [-1, 0], but got 1)",
+    ),
+    "unbind_0d": (
+        lambda m: m.ones(()).unbind(-1),
+        "IndexError",
+        "Dimension specified as 0 but tensor has no dimensions",
+    ),
+    "sum_0d_repeated_dim": (
+        lambda m: m.ones(()).sum((0, -1)),
+        "RuntimeError",
+        "dim 0 appears multiple times in the list of dims",
+    ),
+    "sum_dims_wrapped_before_repeats": (
+        lambda m: m.ones(2, 3).mean((0, 0, 5)),
+        "IndexError",
+        "Dimension out of range (expected to be in range of [-2, 1], but got 5)",
+    ),
+    "view_invalid_dim_index": (
+        lambda m: m.ones(6).view(-1, -2, -1),
+        "RuntimeError",
+        "invalid shape dimension -2 at index 1 of shape [-1, -2, -1]",
+    ),
+    "view_empty_inferred_ambiguous": (
+        lambda m: m.ones(2, 0).view(0, -1),
+        "RuntimeError",
+        "cannot reshape tensor of 0 elements into shape [0, -1] because the unspecified "
+        "dimension size -1 can be any value and is ambiguous",
+    ),
+    "mv_0d": (
+        lambda m: m.ones(()).mv(m.ones(3)),
+        "IndexError",
+        "Dimension specified as 0 but tensor has no dimensions",
+    ),
+    "matmul_3d_1d_folds_to_mv": (
+        lambda m: m.ones(2, 3, 2) @ m.ones(3),
+        "RuntimeError",
+        "size mismatch, got input (6), mat (6x2), vec (3)",
+    ),
+    # a dense permutation of the written-to tensor: a partial overlap
+    "partial_overlap_permuted": (
+        lambda m: (lambda t: t.sub_(t.permute(1, 0, 2)))(m.ones(2, 2, 3)),
+        "RuntimeError",
+        "unsupported operation: some elements of the input tensor and the written-to tensor "
+        "refer to a single memory location. Please clone() the tensor before performing the "
+        "operation.",
+    ),
 }
 
 
@@ -789,3 +890,85 @@ def test_failed_in_place_ops_leave_self_untouched() -> None:
     with pytest.raises(RuntimeError, match="can't be cast"):
         i.add_(T([0.5, 0.5, 0.5]))
     assert i.tolist() == [1, 2, 3] and i._version == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# an input that aliases the written-to tensor where the overlap check cannot decide ("too
+# hard": one of them is not non-overlapping and dense): torch goes ahead and its loops read
+# each input element just before writing the output element, in TensorIterator's order
+# ---------------------------------------------------------------------------------------------
+def test_inplace_from_a_strided_view_of_itself_reads_as_it_writes() -> None:
+    u = dispatch.tensor(np.arange(12.0).reshape(2, 2, 3))
+    u.add_(u.select(1, 0))  # (2, 3) broadcast to (2, 2, 3): other[i, j, k] is u[j, 0, k]
+    ref = np.arange(12.0).reshape(2, 2, 3)
+    for i, j, k in itertools.product(range(2), range(2), range(3)):  # C order
+        ref[i, j, k] += ref[j, 0, k]
+    buffered = np.arange(12.0).reshape(2, 2, 3) + np.arange(12.0).reshape(2, 2, 3)[:, 0]
+    assert not np.array_equal(ref, buffered)  # the order is observable here
+    assert u.tolist() == ref.tolist()
+
+
+def test_inplace_from_an_alias_iterates_the_fastest_moving_dimension_first() -> None:
+    n = dispatch.tensor(np.arange(9.0).reshape(3, 3))
+    n.t()[:2].add_(n[2])  # out[r, c] is n[c, r], other[r, c] is n[2, c]
+    ref = np.arange(9.0).reshape(3, 3)
+    for c in range(3):  # the written-to view's stride-1 dimension (r) is the inner loop
+        for r in range(2):
+            ref[c, r] += ref[2, c]
+    c_order = np.arange(9.0).reshape(3, 3)
+    for r, c in itertools.product(range(2), range(3)):
+        c_order[c, r] += c_order[2, c]
+    assert not np.array_equal(ref, c_order)
+    assert n.tolist() == ref.tolist()
+
+
+ALIASING_INPLACE: dict[str, Callable[[Any], Any]] = {
+    "add_select_of_itself": lambda m: (lambda u: (u.add_(u.select(1, 0)), u)[1])(
+        m.tensor(np.arange(12.0).reshape(2, 2, 3))
+    ),
+    "add_select_of_itself_1": lambda m: (lambda u: (u.add_(u.select(1, 1)), u)[1])(
+        m.tensor(np.arange(12.0).reshape(2, 2, 3))
+    ),
+    "transposed_shifted_add": lambda m: (lambda n: (n.t()[1:].add_(n.t()[:2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "transposed_add_of_own_row": lambda m: (lambda n: (n.t()[:2].add_(n[2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "strided_rows_transposed": lambda m: (lambda n: (n.t()[::2].add_(n[2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "shifted_columns_add": lambda m: (lambda n: (n[:, 1:].add_(n[:, :2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "shifted_block_copy": lambda m: (lambda n: (n[1:, 1:].copy_(n[:2, :2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "strided_copy": lambda m: (lambda n: (n[:, ::2].copy_(n[:, 0:2]), n)[1])(
+        m.tensor(np.arange(9.0).reshape(3, 3))
+    ),
+    "permuted_out_broadcast_in": lambda m: (lambda u: (u.permute(1, 2, 0).add_(u[:, 0, 0]), u)[1])(
+        m.tensor(np.arange(12.0).reshape(2, 2, 3))
+    ),
+    "pow_by_own_column": lambda m: (lambda t: (t.pow_(t[:, 0:1]), t)[1])(
+        m.tensor(np.arange(6.0).reshape(2, 3) / 4)
+    ),
+    "dense_slice_is_partial": lambda m: (lambda t: (t.add_(t[1, 2]), t)[1])(
+        m.tensor(np.arange(6.0).reshape(2, 3))
+    ),
+}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("case", sorted(ALIASING_INPLACE))
+def test_inplace_aliasing_matches_torch(case: str) -> None:
+    torch = pytest.importorskip("torch")
+    fn = ALIASING_INPLACE[case]
+
+    def outcome(m: Any) -> Any:
+        try:
+            return ("ok", fn(m).tolist())
+        except Exception as e:
+            return ("raises", type(e).__name__, str(e))
+
+    assert outcome(dispatch) == outcome(torch)

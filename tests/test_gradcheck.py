@@ -679,7 +679,7 @@ def _with_ones(draw: st.DrawFn) -> tuple[int, ...]:
     return tuple(shape)
 
 
-@case("squeeze", "squeeze_", "squeeze.dim")
+@case("squeeze", "squeeze_", "squeeze.dim", "squeeze_.dim")
 def _squeeze(draw: st.DrawFn, op: str) -> Built:
     shape = draw(_with_ones())
     x = leaf(array(draw, shape))
@@ -689,6 +689,8 @@ def _squeeze(draw: st.DrawFn, op: str) -> Built:
         return (lambda a: a.squeeze().clone()), (x,)
     n = max(len(shape), 1)
     d = draw(st.integers(-n, n - 1))
+    if op == "squeeze_.dim":
+        return (lambda a: a.clone().squeeze_(d)), (x,)
     return (lambda a: a.squeeze(d).clone()), (x,)
 
 
@@ -1124,6 +1126,7 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "squeeze": lambda m, x, y, v: x.unsqueeze(0).squeeze(),
     "squeeze_": lambda m, x, y, v: x.clone().squeeze_(),
     "squeeze.dim": lambda m, x, y, v: x.squeeze(0),
+    "squeeze_.dim": lambda m, x, y, v: x.unsqueeze(0).clone().squeeze_(0),
     "expand": lambda m, x, y, v: x.expand(4, 2, 3),
     "select.int": lambda m, x, y, v: x[1],
     "slice.Tensor": lambda m, x, y, v: x[:, 1:],

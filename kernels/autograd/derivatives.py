@@ -553,6 +553,11 @@ def _squeeze_(c: Ctx, g: list[Tensor]) -> Grads:
     return _squeeze(c, g)
 
 
+@derivative("squeeze_.dim", "SqueezeBackward4", ("self",))
+def _squeeze_dim_(c: Ctx, g: list[Tensor]) -> Grads:
+    return (g[0].reshape(c.shape("self")),)
+
+
 @derivative("squeeze.dim", "SqueezeBackward1", ("self",))
 def _squeeze_dim(c: Ctx, g: list[Tensor]) -> Grads:
     return (g[0].reshape(c.shape("self")),)
