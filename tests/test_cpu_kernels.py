@@ -184,9 +184,11 @@ def test_in_place_pow(pair: tuple[np.ndarray, np.ndarray]) -> None:
     a = np.asarray(np.abs(a) + np.float32(0.5))
     t = T(a)
     t.pow_(T(b))
-    np.testing.assert_array_equal(t.numpy(), np.power(a, b))
+    # numpy's SIMD power loops may round the last bit differently for in-place and
+    # out-of-place calls (memory alignment), so allow one ulp
+    np.testing.assert_array_max_ulp(t.numpy(), np.power(a, b), maxulp=1)
     t.pow_(2)
-    np.testing.assert_array_equal(t.numpy(), np.power(np.power(a, b), np.float32(2)))
+    np.testing.assert_array_max_ulp(t.numpy(), np.power(np.power(a, b), np.float32(2)), maxulp=2)
     assert t._version == 2
 
 
