@@ -19,6 +19,7 @@ import contextlib
 import io
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -36,7 +37,6 @@ from dispatch._cli.common import (
     close_libraries,
     emit_json,
     error_text,
-    preserved_tls,
     trace_block_lines,
 )
 from dispatch.trace import DispatchEvent, Trace
@@ -154,12 +154,32 @@ def _compare_left(expr: str) -> str | None:
 
 
 def run_step(number: int, step: Step) -> dict[str, Any]:
-    """Run one step in a fresh namespace; its JSON-ready result (plus ``"_roots"``: the
-    traced events per label, for the text and mermaid renderers).
+    """Run one step; its JSON-ready result (plus ``"_roots"``: the traced events per label,
+    for the text and mermaid renderers).
 
-    The thread-local state and the operator registry are left as they were found: guards
-    restore the TLS (with a backstop), and every Library left in the namespace is closed.
+    The step runs in a thread of its own, so it starts from the default thread-local state
+    (grad mode on, no guard, no active trace) whatever the caller's thread is doing, as it
+    would at the top level of a fresh ``python``, and leaves the caller's state alone. Every
+    Library the step left open is closed.
     """
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = _run_step(number, step)
+        except BaseException as exc:  # a bug of the tour itself: re-raised below
+            box["exc"] = exc
+
+    worker = threading.Thread(target=work, name=f"{PROG}-tour-step-{number}")
+    worker.start()
+    worker.join()
+    if "exc" in box:
+        raise box["exc"]
+    result: dict[str, Any] = box["result"]
+    return result
+
+
+def _run_step(number: int, step: Step) -> dict[str, Any]:
     traces = _Traces()
     ns = _namespace(step, traces)
     filename = f"<{PROG} tour step {number}>"
@@ -167,39 +187,37 @@ def run_step(number: int, step: Step) -> dict[str, Any]:
     printed = io.StringIO()
     observed: list[dict[str, Any]] = []
     checks: list[dict[str, Any]] = []
-    with preserved_tls():
-        try:
-            with contextlib.redirect_stdout(printed):
-                exec(compile(step.code, filename, "exec"), ns)
-        except Exception as exc:
-            error = error_text(exc)
-        finally:
-            close_libraries(ns)
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(step.code, filename, "exec"), ns)
+    except Exception as exc:
+        error = error_text(exc)
+    finally:
+        close_libraries(ns)
     if error is None:
         env = {**ns, "keys": traces.keys, "calls": traces.calls, "key_counts": traces.key_counts}
-        with preserved_tls():
-            for expr in step.observe:
-                try:
-                    value = repr(eval(expr, env))
-                except Exception as exc:
-                    value = f"<raised {error_text(exc)}>"
-                    error = error or f"observing {expr}: {error_text(exc)}"
-                observed.append({"expr": expr, "value": value})
-            for expr in step.checks:
-                seen: str | None = None
-                try:
-                    ok = bool(eval(expr, env))
-                except Exception as exc:
-                    ok, seen = False, f"raised {error_text(exc)}"
-                if not ok and seen is None:
-                    left = _compare_left(expr)
-                    if left is not None:
-                        try:
-                            seen = repr(eval(left, env))
-                        except Exception as exc:
-                            seen = f"raised {error_text(exc)}"
-                checks.append({"expr": expr, "ok": ok, "observed": seen})
-            close_libraries(env)
+        for expr in step.observe:
+            try:
+                value = repr(eval(expr, env))
+            except Exception as exc:
+                value = f"<raised {error_text(exc)}>"
+                error = error or f"observing {expr}: {error_text(exc)}"
+            observed.append({"expr": expr, "value": value})
+        for expr in step.checks:
+            seen: str | None = None
+            try:
+                ok = bool(eval(expr, env))
+            except Exception as exc:
+                ok, seen = False, f"raised {error_text(exc)}"
+            if not ok and seen is None:
+                left = _compare_left(expr)
+                if left is not None:
+                    try:
+                        seen = repr(eval(left, env))
+                    except Exception as exc:
+                        seen = f"raised {error_text(exc)}"
+            checks.append({"expr": expr, "ok": ok, "observed": seen})
+        close_libraries(env)
     blocks = {label: list(tr.roots) for label, tr in traces.blocks.items()}
     return {
         "number": number,

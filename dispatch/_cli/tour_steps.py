@@ -1039,6 +1039,40 @@ STEPS: Final[tuple[Step, ...]] = (
     # InferenceMode vs NoGradMode
     # ------------------------------------------------------------------------------------
     _step(
+        "inference-mode-nests-unlike-no-grad",
+        VERSUS,
+        "InferenceMode(False) undoes an enclosing InferenceMode; NoGradGuard has no off",
+        """
+        with modes.InferenceMode():
+            outer = dispatch.tls_local_dispatch_key_set()
+            with modes.NoGradGuard():
+                under_no_grad = (
+                    dispatch.tls_local_dispatch_key_set() == outer,
+                    dispatch.ones(1).is_inference(),
+                )
+            with modes.InferenceMode(False):
+                disabled = (
+                    dispatch.tls_local_dispatch_key_set() == outer,
+                    modes.is_grad_enabled(),
+                    dispatch.ones(1).is_inference(),
+                )
+                n = dispatch.ones(3)
+                with traced("InferenceMode > InferenceMode(False): n.add_(1)"):
+                    n.add_(1)
+        no_grad_false = error_of(lambda: modes.NoGradGuard(False))
+        """,
+        statement="""InferenceMode vs NoGradMode — Key differences: InferenceMode can be nested
+        with enabled/disabled states.""",
+        checks=(
+            "under_no_grad == (True, True)",
+            "disabled == (False, True, False)",
+            "keys('InferenceMode > InferenceMode(False): n.add_(1)') == "
+            "['AutogradCPU', 'ADInplaceOrView', 'CPU']",
+            "no_grad_false.startswith('TypeError')",
+        ),
+        observe=("under_no_grad", "disabled", "no_grad_false"),
+    ),
+    _step(
         "inference-mode-preferred-for-pure-inference",
         VERSUS,
         "the same prediction: fewer kernels under inference_mode than no_grad",
@@ -1120,40 +1154,6 @@ STEPS: Final[tuple[Step, ...]] = (
         ),
         observe=("add_after", "requires_grad_after", "save_after"),
     ),
-    _step(
-        "inference-mode-nests-unlike-no-grad",
-        VERSUS,
-        "InferenceMode(False) undoes an enclosing InferenceMode; NoGradGuard has no off",
-        """
-        with modes.InferenceMode():
-            outer = dispatch.tls_local_dispatch_key_set()
-            with modes.NoGradGuard():
-                under_no_grad = (
-                    dispatch.tls_local_dispatch_key_set() == outer,
-                    dispatch.ones(1).is_inference(),
-                )
-            with modes.InferenceMode(False):
-                disabled = (
-                    dispatch.tls_local_dispatch_key_set() == outer,
-                    modes.is_grad_enabled(),
-                    dispatch.ones(1).is_inference(),
-                )
-                n = dispatch.ones(3)
-                with traced("InferenceMode > InferenceMode(False): n.add_(1)"):
-                    n.add_(1)
-        no_grad_false = error_of(lambda: modes.NoGradGuard(False))
-        """,
-        statement="""InferenceMode vs NoGradMode — Key differences: InferenceMode can be nested
-        with enabled/disabled states.""",
-        checks=(
-            "under_no_grad == (True, True)",
-            "disabled == (False, True, False)",
-            "keys('InferenceMode > InferenceMode(False): n.add_(1)') == "
-            "['AutogradCPU', 'ADInplaceOrView', 'CPU']",
-            "no_grad_false.startswith('TypeError')",
-        ),
-        observe=("under_no_grad", "disabled", "no_grad_false"),
-    ),
     # ------------------------------------------------------------------------------------
     # Migrating from AutoNonVariableTypeMode
     # ------------------------------------------------------------------------------------
@@ -1171,9 +1171,7 @@ STEPS: Final[tuple[Step, ...]] = (
             modes.InferenceMode()
         message = str(caught[0].message)
         """,
-        statement="""Migrating from AutoNonVariableTypeMode — the legacy guard is deprecated in
-        favour of AutoDispatchBelowADInplaceOrView (custom kernels) and InferenceMode
-        (inference workloads).""",
+        statement="Migrating from AutoNonVariableTypeMode",
         checks=(
             "len(caught) == 1 and caught[0].category is DeprecationWarning",
             "'AutoDispatchBelowADInplaceOrView' in message and 'InferenceMode' in message",
