@@ -4,8 +4,8 @@ Participants are ``Caller`` (the Python code) and the dispatch keys whose kernel
 highest priority first. Each operator call is an arrow from the caller (or from the
 kernel that made it) to the key whose kernel ran; each redispatch an arrow from one key
 to the next (``redispatch OP``); each return a dashed arrow back, labelled with what the
-kernel did (version bumps, grad_fns, views, allocations), or a cross (``--x``) when the
-kernel raised. ``Note`` lines separate the sections of a tour.
+kernel did (version bumps, grad_fns, views, allocations; one per ``<br/>``-separated
+line), or a cross (``--x``) when the kernel raised. ``Note`` lines separate the sections of a tour.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def _event_lines(e: DispatchEvent, frm: str) -> list[str]:
             why = f"{e.error}: {first[0]}" if first else e.error
         out.append(f"    {e.key}--x{frm}: {text(why)}")
     else:
-        done = ", ".join(str(x) for x in e.effects) or "return"
-        out.append(f"    {e.key}-->>{frm}: {text(done)}")
+        done = "<br/>".join(text(str(x)) for x in e.effects) or "return"
+        out.append(f"    {e.key}-->>{frm}: {done}")
     return out
 
 
