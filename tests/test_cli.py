@@ -389,7 +389,11 @@ def test_tour_fails_when_observations_contradict_the_document(
     assert "=> the statement CONTRADICTED (observed)" in bump
     assert "step 28 (inplace-on-inference-tensor-does-not-bump-version) failed: " in err
     # the steps that do not involve InferenceMode still hold
-    for name in ("inplace", "nogradguard-scope", "legacy-guard-renamed-auto-dispatch-below-ad-inplace-or-view"):
+    for name in (
+        "inplace",
+        "nogradguard-scope",
+        "legacy-guard-renamed-auto-dispatch-below-ad-inplace-or-view",
+    ):
         assert "holds (observed)" in steps[step_number(name)], name
     failed = int(re.search(r"\n(\d+) of \d+ steps hold\.", out)[1])  # type: ignore[index]
     assert 10 < failed < N_STEPS
@@ -449,7 +453,10 @@ def test_explain_in_place_op_in_inference_mode(capsys: pytest.CaptureFixture[str
     assert status == 0
     data = json.loads(out)
     assert data["mode"] == "inference" and data["error"] is None
-    assert data["keys_run"] == [["aten::ones", ["BackendSelect", "CPU"]], ["aten::add_.Tensor", ["CPU"]]]
+    assert data["keys_run"] == [
+        ["aten::ones", ["BackendSelect", "CPU"]],
+        ["aten::add_.Tensor", ["CPU"]],
+    ]
     last = data["last_call"]
     assert last["op"] == "aten::add_.Tensor" and last["key"] == "CPU"
     assert last["keys_run"] == ["CPU"] and last["inference_mode"] is True
@@ -489,7 +496,10 @@ def test_explain_statements_and_a_raising_expression(capsys: pytest.CaptureFixtu
     status, out, _ = run(capsys, "explain", "ones(2) @ ones(2)")
     assert status == 0
     assert "the last call, aten::matmul, explained:" in out
-    assert "runs first: AutogradCPU: " in out and "[math kernel, from CompositeImplicitAutograd]" in out
+    assert (
+        "runs first: AutogradCPU: " in out
+        and "[math kernel, from CompositeImplicitAutograd]" in out
+    )
     status, out, _ = run(capsys, "explain", "[1, 2][0] + 1")
     assert status == 0
     assert "operator calls (0), as traced:\n  (none)" in out
@@ -605,9 +615,7 @@ def write_script(tmp_path: Path, body: str) -> str:
     return str(path)
 
 
-def test_trace_script_that_raises(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_trace_script_that_raises(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     script = write_script(
         tmp_path,
         "import dispatch\n"
