@@ -26,16 +26,31 @@ import os
 import sys
 from typing import Final
 
-from dispatch._cli.common import EXIT_FAILED, EXIT_USAGE, MODE_NAMES, PROG, UsageError, use_colour
+from dispatch._cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    MODE_NAMES,
+    PROG,
+    Style,
+    UsageError,
+    emit_json,
+    preserved_tls,
+    use_colour,
+)
 from dispatch._cli.explain_cmd import cmd_explain
 from dispatch._cli.keys_cmd import GUARD_NAMES, cmd_keys, cmd_table
 from dispatch._cli.tour import Step, cmd_tour
 from dispatch._cli.tour_steps import STEPS
 from dispatch._cli.trace_cmd import cmd_trace
 
-__all__ = ["STEPS", "Step", "build_parser", "main"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "PROG", "STEPS", "Step", "build_parser", "main"]
 
-_use_colour = use_colour  # the name the tests use
+# the names the previous single-module version had (tests and other branches use them)
+_use_colour = use_colour
+_emit_json = emit_json
+_Style = Style
+_preserved_tls = preserved_tls
 
 FORMATS: Final = ("text", "json", "mermaid")
 MERMAID_COMMANDS: Final = frozenset({"tour", "trace"})

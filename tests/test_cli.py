@@ -814,6 +814,8 @@ def test_colour_only_on_a_tty_without_no_color(monkeypatch: pytest.MonkeyPatch) 
     assert not _use_colour(_Stream(tty=False))  # type: ignore[arg-type]
     monkeypatch.setenv("NO_COLOR", "1")
     assert not _use_colour(_Stream(tty=True))  # type: ignore[arg-type]
+    monkeypatch.setenv("NO_COLOR", "")  # no-color.org: an empty value does not count
+    assert _use_colour(_Stream(tty=True))  # type: ignore[arg-type]
     monkeypatch.delenv("NO_COLOR")
     monkeypatch.setenv("TERM", "dumb")
     assert not _use_colour(_Stream(tty=True))  # type: ignore[arg-type]

@@ -55,8 +55,9 @@ class Style:
 
 
 def use_colour(stream: TextIO) -> bool:
-    """Colour only on a terminal, and never when ``NO_COLOR`` is set (or TERM is dumb)."""
-    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set to a non-empty value
+    (https://no-color.org) or ``TERM`` is ``dumb``."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty is not None and isatty())
