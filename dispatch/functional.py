@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.tensorimpl import Tensor, _call, _w
+from dispatch.dtypes import DType
+from dispatch.tensorimpl import _NO_DIM, Tensor, _call, _w
 
 __all__ = [
     "add",
@@ -91,12 +92,16 @@ def tanh(input: Tensor) -> Tensor:
     return input.tanh()
 
 
-def sum(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    return input.sum(*args, **kwargs)
+def sum(
+    input: Tensor, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+) -> Tensor:
+    return input.sum(dim, keepdim, dtype=dtype)
 
 
-def mean(input: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    return input.mean(*args, **kwargs)
+def mean(
+    input: Tensor, dim: Any = _NO_DIM, keepdim: bool = False, *, dtype: DType | None = None
+) -> Tensor:
+    return input.mean(dim, keepdim, dtype=dtype)
 
 
 def clone(input: Tensor) -> Tensor:

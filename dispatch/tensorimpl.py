@@ -36,7 +36,18 @@ if TYPE_CHECKING:
 __all__ = ["CreationMeta", "Device", "Size", "Tensor", "VersionCounter"]
 
 
-_NO_DIM: Final[Any] = object()  # sum()/mean() called without a dim argument
+class _NoDim:
+    """The default of ``sum``/``mean``'s ``dim``: no dim given. torch picks the overload
+    without dims then (``SumBackward0``); an explicit ``dim=None`` picks the dim overload
+    (``SumBackward1``), so ``None`` cannot be the default."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no dim>"
+
+
+_NO_DIM: Final[Any] = _NoDim()
 
 
 def _no_dim_none(dim: Any) -> Any:
