@@ -519,15 +519,15 @@ def run_backward(
     if inputs is not None:
         for t in inputs:
             fn = current_grad_fn(t)
-            edge: Edge | None = (fn, t._output_nr) if fn is not None else None
-            if edge is None:
+            out_edge: Edge | None = (fn, t._output_nr) if fn is not None else None
+            if out_edge is None:
                 acc = _try_get_grad_accumulator(t)
-                edge = (acc, 0) if acc is not None else None
+                out_edge = (acc, 0) if acc is not None else None
             if accumulate:
                 t.retain_grad()
             if not t.requires_grad:
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
-            output_edges.append(edge)
+            output_edges.append(out_edge)
 
     results = _execute(roots, grads, retain_graph, create_graph, accumulate, output_edges)
 
@@ -544,14 +544,15 @@ def run_backward(
 
 def _execute(
     roots: list[Edge],
-    grads: list[Tensor],
+    root_grads: list[Tensor],
     keep_graph: bool,
     create_graph: bool,
     accumulate: bool,
     outputs: list[Edge | None],
 ) -> list[Tensor | None]:
     """``Engine::execute``."""
-    grads = validate_outputs(roots, list(grads), lambda msg: msg)  # type: ignore[arg-type]
+    checked = validate_outputs(roots, list[Tensor | None](root_grads), lambda msg: msg)
+    grads = [g for g in checked if g is not None]  # none is: each output has its gradient
     task = _GraphTask(keep_graph, create_graph, len(outputs))
     for g in grads:
         task.refs.hold(g)  # the caller's: never exclusive to the engine
@@ -644,4 +645,3 @@ def grad(
 def _zeros_like(t: Tensor, requires_grad: bool) -> Tensor:
     z = _call("zeros_like", (t, None, None, None, None, None))
     return z.requires_grad_(True) if requires_grad else z
-

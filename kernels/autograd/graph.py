@@ -188,7 +188,7 @@ def clone_obey_contract(new_grad: Tensor, variable: Tensor) -> Tensor:
             "empty_strided",
             (list(variable.shape), list(variable.stride()), new_grad.dtype, None, "cpu", None),
         )
-        return fresh.copy_(new_grad)  # type: ignore[no-any-return]
+        return fresh.copy_(new_grad)
     return _call("clone", (new_grad, None))
 
 
