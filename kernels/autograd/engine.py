@@ -124,17 +124,21 @@ def _storage(t: Tensor) -> Any:
 
 class _Refs:
     """The engine's references to gradients, counted per tensor (torch's ``use_count()``
-    as the engine's own holders make it up)."""
+    as the engine's own holders make it up), and how many of the tensors it holds share
+    each storage (``storage().use_count()``)."""
 
     def __init__(self) -> None:
-        self._held: dict[int, list[Any]] = {}  # id -> [tensor, count]
+        self._held: dict[int, list[Any]] = {}  # id(tensor) -> [tensor, count, storage]
+        self._storages: dict[int, int] = {}  # id(storage) -> held tensors over it
 
     def hold(self, t: Tensor | None) -> None:
         if t is None:
             return
         e = self._held.get(id(t))
         if e is None:
-            self._held[id(t)] = [t, 1]
+            storage = _storage(t)
+            self._held[id(t)] = [t, 1, storage]
+            self._storages[id(storage)] = self._storages.get(id(storage), 0) + 1
         else:
             e[1] += 1
 
@@ -145,24 +149,22 @@ class _Refs:
         e[1] -= 1
         if e[1] == 0:
             del self._held[id(t)]
-
-    def count(self, t: Tensor) -> int:
-        e = self._held.get(id(t))
-        return 0 if e is None else int(e[1])
+            key = id(e[2])
+            self._storages[key] -= 1
+            if self._storages[key] == 0:
+                del self._storages[key]
 
     def sole_owner(self, t: Tensor) -> bool:
         """Does the engine hold the only reference to ``t`` (``is_tensor_stealable``)?"""
-        return self.count(t) == 1
+        e = self._held.get(id(t))
+        return e is not None and e[1] == 1
 
     def sole_owner_of_storage(self, t: Tensor) -> bool:
         """... and to its memory (``storage().use_count() == 1``): a view's base holds it
         too, and so does any other gradient over the same memory."""
         if not self.sole_owner(t) or t._base is not None:
             return False
-        storage = _storage(t)
-        return not any(
-            other is not t and _storage(other) is storage for other, _ in self._held.values()
-        )
+        return self._storages[id(self._held[id(t)][2])] == 1
 
 
 class _ReadyQueue:
