@@ -1021,7 +1021,8 @@ def as_strided_backward(
     n = int(max(view_idx.max(initial=-1), base_idx.max(initial=-1))) + 1
     flat = np.zeros(n, dtype=grad._data.dtype)
     np.add.at(flat, view_idx.reshape(-1), np.broadcast_to(grad._data, tuple(size)).reshape(-1))
-    return new_cpu_tensor(flat[base_idx])
+    # np.asarray: indexing with a 0-dim index gives a numpy scalar, not a (writable) array
+    return new_cpu_tensor(np.asarray(flat[base_idx]))
 
 
 @meta("_as_strided_backward")

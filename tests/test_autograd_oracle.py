@@ -603,6 +603,125 @@ def test_program_found_by_fuzzing_matches_torch(name: str) -> None:
     Lockstep(torch).run(FOUND_BY_FUZZING[name])
 
 
+# ---------------------------------------------------------------------------------------------
+# the engine (engine.cpp / input_buffer.cpp / accumulate_grad.h), written by hand against torch:
+# input-buffer accumulation in place only when the engine holds the gradient alone, captures,
+# backward(inputs=), the ready queue's order, validate_outputs
+# ---------------------------------------------------------------------------------------------
+ENGINE_PROGRAMS: dict[str, list[str]] = {
+    # the same gradient reaches an input twice (a + a): shared, so added out of place (version 0)
+    "buffer_shared_gradient_added_out_of_place": [
+        LEAF,
+        "t1 = t0 + t0",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t0,))",
+    ],
+    # ... and once the sum is the engine's own, the next contribution goes in place
+    "buffer_shared_then_owned": [
+        LEAF,
+        "t1 = t0 + t0 + t0.exp()",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t0,))",
+    ],
+    "buffer_three_contributions": [
+        LEAF,
+        "t1 = t0.exp() + t0.sin() + t0.cos()",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t0,))",
+    ],
+    # a view (t of a product) is never repurposed, its base holds its memory too (version 0);
+    # a fresh gradient buffered first is (version 1)
+    "buffer_view_added_out_of_place": [
+        LEAF,
+        "t1 = t0.exp()",
+        "t2 = (t0.t() * 2.0).t() + t1",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
+    ],
+    "buffer_fresh_then_view_added_in_place": [
+        LEAF,
+        "t1 = t0.t() * 2.0",
+        "t2 = t1.t() + t0.exp()",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
+    ],
+    "buffer_broadcast_reduced": [
+        "t0 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t1 = torch.tensor(np.ones((2, 3)), requires_grad=True)",
+        "t2 = t0 * t1 + t0.exp()",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
+    ],
+    # a captured gradient stays as captured while it flows on
+    "captured_gradient_flows_on": [
+        LEAF,
+        "t1 = t0.exp()",
+        "t2 = t1 * t1 + t0",
+        "(t3, t4,) = torch.autograd.grad(t2.sum(), (t1, t0,))",
+    ],
+    "captured_gradient_passed_through": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1 + t0.exp()",
+        "(t3, t4,) = torch.autograd.grad(t2.sum(), (t1, t0,))",
+    ],
+    # backward(inputs=) calls retain_grad() on each input first
+    "backward_inputs_not_requiring_grad": [
+        LEAF,
+        "t9 = torch.tensor(np.ones(3))",
+        "t0.sum().backward(inputs=[t9])",
+    ],
+    "backward_inputs_non_leaf": [
+        LEAF,
+        "t1 = t0 * 2.0",
+        "t2 = t1 * t1",
+        "t2.sum().backward(inputs=[t1])",
+    ],
+    # AccumulateGrad steals a gradient that obeys the layout contract
+    "accumulate_steals_then_adds_in_place": [
+        LEAF,
+        "t1 = t0.t() * 2.0",
+        "t1.t().sum().backward()",
+        "t0.sum().backward()",
+    ],
+    # ready AccumulateGrad nodes of equal sequence_nr run in torch's heap order: the first edge's
+    # leaf is updated before the second one raises
+    "accumulate_grad_order_first_edge": [
+        "t0 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t1 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t2 = t0 + t1",
+        "t1.requires_grad_(False)",
+        "t1.add_(t0)",
+        "t2.sum().backward()",
+    ],
+    "accumulate_grad_order_second_edge": [
+        "t0 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t1 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t2 = t1 + t0",
+        "t1.requires_grad_(False)",
+        "t1.add_(t0)",
+        "t2.sum().backward()",
+    ],
+    # a node whose outputs fail validate_outputs keeps its saved tensors
+    "invalid_gradient_keeps_graph": [
+        "t0 = torch.tensor(np.ones(3), requires_grad=True)",
+        "t1 = t0.exp()",
+        "with torch.no_grad(): t0.unsqueeze_(1)",
+        "t2 = t1.sum()",
+        "t2.backward()",
+        "with torch.no_grad(): t0.squeeze_()",
+        "t2.backward()",
+    ],
+    # the root of autograd.grad runs its retain_grad hook even when nothing needs it
+    "retain_grad_on_unneeded_root": [
+        LEAF,
+        "t1 = t0 * 2.0",
+        "t1.retain_grad()",
+        "t9 = torch.tensor(np.ones(3), requires_grad=True)",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t9,), allow_unused=True)",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", list(ENGINE_PROGRAMS))
+def test_engine_program_matches_torch(name: str) -> None:
+    Lockstep(torch).run(ENGINE_PROGRAMS[name])
+
+
 def test_lockstep_detects_a_difference() -> None:
     """The harness can fail: a program whose two runs differ is reported with its listing."""
     run = Lockstep(torch)

@@ -113,6 +113,8 @@ def sum_to(g: Tensor, shape: Sequence[int]) -> Tensor:
     shape = list(shape)
     if list(g.shape) == shape:
         return g
+    if not shape:
+        return _call("sum", (g, None))  # torch: `tensor.sum()`, a new tensor, not a view
     lead = g.dim() - len(shape)
     dims = list(range(lead))
     dims += [lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1]

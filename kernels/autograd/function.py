@@ -134,6 +134,7 @@ class BackwardCFunction(Node, FunctionCtx):
     """The node of a custom Function (``PyNode`` + ``THPFunction``); it is also the ``ctx``."""
 
     _forward_cls: ClassVar[type[Function]]
+    _outputs_owned: ClassVar[bool] = False  # the user's backward may keep what it returns
 
     def __init__(self) -> None:
         Node.__init__(self, ())

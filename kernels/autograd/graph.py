@@ -65,6 +65,9 @@ class Node:
     """A backward function in the graph (``torch::autograd::Node``)."""
 
     _name: ClassVar[str] = "Node"
+    # the gradients ``apply`` returns are new tensors or its incoming ones, referenced by
+    # nothing else (False for user code: a custom Function's backward may keep them)
+    _outputs_owned: ClassVar[bool] = True
 
     def __init__(self, next_edges: Sequence[Edge] = ()) -> None:
         self._next_edges: list[Edge] = list(next_edges)
@@ -129,44 +132,101 @@ class GraphRoot(Node):
         return self.grads
 
 
+# torch gives AccumulateGrad sequence_nr UINT64_MAX (the ready queue's highest priority)
+_UINT64_MAX = 2**64 - 1
+
+# the running engines' reference counts (innermost last): does the engine hold the only
+# reference to a gradient? (torch: ``is_tensor_stealable``, a use count)
+_engine_refs: list[Any] = []
+
+
+def _is_stealable(t: Tensor) -> bool:
+    return bool(_engine_refs) and bool(_engine_refs[-1].sole_owner(t))
+
+
+def is_non_overlapping_and_dense(t: Tensor) -> bool:
+    """``TensorImpl::compute_non_overlapping_and_dense``: some permutation of the
+    dimensions lays the elements out contiguously."""
+    sizes = tuple(t.shape)
+    strides = tuple(t.stride())
+    if len(sizes) == 1:
+        return sizes[0] < 2 or strides[0] == 1
+    # dimensions of size < 2 go last, the others by increasing stride
+    perm = sorted(range(len(sizes)), key=lambda d: (sizes[d] < 2, strides[d]))
+    require = 1
+    for d in perm:
+        if sizes[d] < 2:
+            return True
+        if strides[d] != require:
+            return False
+        require *= sizes[d]
+    return True
+
+
+def obeys_layout_contract(grad: Tensor, variable: Tensor) -> bool:
+    """``utils::obeys_layout_contract``: the gradient's strides are the variable's (if the
+    variable is non-overlapping and dense), else it is contiguous."""
+    if is_non_overlapping_and_dense(variable):
+        var_strides = variable.stride()
+        for size, stride, var_stride in zip(grad.shape, grad.stride(), var_strides):
+            if size != 1:
+                if stride != var_stride:
+                    return False
+            elif stride == 0:  # a 0-strided size-1 dimension: a view, really
+                return False
+        return True
+    return grad.is_contiguous()
+
+
+def clone_obey_contract(new_grad: Tensor, variable: Tensor) -> Tensor:
+    """``utils::clone_obey_contract``: a copy with the variable's strides (or contiguous).
+    With grad mode on the copy stays attached to ``new_grad``'s history."""
+    from dispatch.tensorimpl import _call
+
+    if is_non_overlapping_and_dense(variable):
+        fresh = _call(
+            "empty_strided",
+            (list(variable.shape), list(variable.stride()), new_grad.dtype, None, "cpu", None),
+        )
+        return fresh.copy_(new_grad)
+    return _call("clone", (new_grad, None))
+
+
 class AccumulateGrad(Node):
-    """Accumulates the incoming gradient into its leaf's ``.grad``."""
+    """Accumulates the incoming gradient into its leaf's ``.grad``
+    (``AccumulateGrad::apply`` and ``accumulateGrad``, functions/accumulate_grad.h)."""
 
     _name = "torch::autograd::AccumulateGrad"
 
     def __init__(self, variable: Tensor) -> None:
         super().__init__(())
         self.variable = variable
+        self.sequence_nr = _UINT64_MAX
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
-        g = grads[0]
-        if g is None:
+        new_grad = grads[0]
+        if new_grad is None:
             return ()
         var = self.variable
         if var._grad_fn is not None:
             raise RuntimeError("leaf variable has been moved into the graph interior")
-        if not var._requires_grad:  # requires_grad_(False) or detach_() since the graph was built
+        if not var.requires_grad:  # requires_grad_(False) or detach_() since the graph was built
             return ()
-        if _tls.grad_mode:  # create_graph: keep the gradient's own history
-            if var._grad is None:
-                # clone_obey_contract: a fresh tensor with the variable's strides, copied into
-                from dispatch.tensorimpl import _call
-
-                size, stride, _ = geometry(var, var)
-                fresh = _call(
-                    "empty_strided", (list(size), list(stride), g.dtype, None, "cpu", None)
-                )
-                var._grad = fresh.copy_(g)
+        grad = var._grad
+        if grad is None:
+            if (
+                not _tls.grad_mode
+                and _is_stealable(new_grad)
+                and obeys_layout_contract(new_grad, var)
+            ):
+                # nothing else references new_grad and its layout is right: steal it
+                var._grad = new_grad.detach()
             else:
-                var._grad = var._grad + g
+                var._grad = clone_obey_contract(new_grad, var)
+        elif not _tls.grad_mode:
+            grad.add_(new_grad)  # `variable_grad += new_grad`: in place
         else:
-            if var._grad is None:
-                # torch steals the gradient's buffer when it obeys the layout contract (owns
-                # dense memory); otherwise (a view, an expanded tensor) it stores a copy
-                owns = g._data.flags.owndata and g._data.flags.c_contiguous and g is not var
-                var._grad = g.detach() if owns else g.detach().clone()
-            else:
-                var._grad.add_(g.detach())  # in place, as torch's `variable.grad += new_grad`
+            var._grad = grad + new_grad  # create_graph: out of place, keeping the history
         return ()
 
 
