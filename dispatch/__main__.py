@@ -562,6 +562,43 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------
+# check
+# ----------------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    """``check MODULE``: import MODULE and opcheck every operator it registered; a progress
+    bar on a terminal, then a summary table (exit 1 if an operator failed)."""
+    try:
+        from dispatch.testing import _check
+    except ImportError as exc:
+        args.parser.error(str(exc))
+        return EXIT_USAGE  # not reached: error() exits
+    try:
+        module, new = _check.import_module(args.module)
+    except _check.ModuleImportError as exc:
+        args.parser.error(str(exc))
+        return EXIT_USAGE
+    ops = _check.find_operators(module, new)
+    if not ops:
+        args.parser.error(f"{args.module} registered no operators (define them with a Library)")
+        return EXIT_USAGE
+    results = _check.check_module(ops, examples=args.examples, seed=args.seed)
+    failed = [r for r in results if r.status != "ok"]
+    if args.format == "json":
+        _emit_json({"module": args.module, "operators": [r.as_dict() for r in results]})
+        return EXIT_FAILED if failed else EXIT_OK
+    style = _Style(args.colour)
+    print(_check.format_table(results))
+    for r in results:
+        for w in r.warnings:
+            print(f"\n{style.bold('warning')}: {w}")
+        if r.status != "ok":
+            print(f"\n{style.bad(r.status.upper())} {r.op}:\n{textwrap.indent(r.message, '  ')}")
+    verdict = f"{len(results) - len(failed)} of {len(results)} operators passed"
+    print(f"\n{style.bad(verdict) if failed else style.bold(verdict)}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------
 # argument parsing
 # ----------------------------------------------------------------------------------------
 def _version() -> str:
@@ -647,6 +684,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("op", metavar="OP", help="full operator name, e.g. aten::add_.Tensor")
     p.set_defaults(func=cmd_table, parser=p)
+
+    p = sub.add_parser(
+        "check",
+        parents=[fmt],
+        help="opcheck every operator a module registers",
+        description=(
+            "Import MODULE (a dotted name or a .py file) and run dispatch.testing.opcheck on "
+            "every operator it defined, with sample arguments drawn by hypothesis; print a "
+            "summary table. Exit status 1 if an operator failed, 2 if MODULE cannot be "
+            "imported or defines no operator."
+        ),
+    )
+    p.add_argument("module", metavar="MODULE", help="e.g. myproject.ops or path/to/ops.py")
+    p.add_argument("--examples", type=int, default=20, help="samples per operator (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: derandomized)")
+    p.set_defaults(func=cmd_check, parser=p)
     return parser
 
 
