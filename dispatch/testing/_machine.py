@@ -85,9 +85,18 @@ def _snapshot(t: Tensor) -> tuple[Any, ...]:
         t._data.shape,
         t._data.strides,
         version,
-        t._grad_fn,
+        _grad_fn_or_error(t),
         t._requires_grad,
     )
+
+
+def _grad_fn_or_error(t: Tensor) -> Any:
+    """``t.grad_fn`` (which regenerates a view's grad_fn after an in-place change of its
+    base, as torch's does), or the text of the error reading it raises."""
+    try:
+        return t.grad_fn
+    except RuntimeError as e:
+        return f"raises: {e}"
 
 
 def _same_data(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
@@ -106,6 +115,7 @@ class _Journal:
     inputs: list[Tensor] = attrs.field(factory=list)
     outputs: list[Tensor] = attrs.field(factory=list)
     grad_fns_before: dict[int, Any] = attrs.field(factory=dict)
+    arg_names: dict[int, str] = attrs.field(factory=dict)  # id(version counter) -> argument
     problems: list[DispatchInvariantError] = attrs.field(factory=list)
 
 
@@ -372,9 +382,13 @@ class DispatchStateMachine(RuleBasedStateMachine):
                 if isinstance(t, Tensor):
                     arg_tensors.append((a, t))
         mutable = [t for a, t in arg_tensors if a.is_mutable]
+        description = repr(call)  # reads grad_fn: before the snapshot
         before = {id(t): _snapshot(t) for _, t in self.pool}
         model = self.guard_stack.model
-        journal = self._guarded_step("call", repr(call), [t for _, t in arg_tensors])
+        journal = self._guarded_step("call", description, [t for _, t in arg_tensors])
+        for a, t in arg_tensors:
+            if t._version_counter is not None:
+                journal.arg_names.setdefault(id(t._version_counter), a.name)
         self.journal = journal
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
@@ -446,11 +460,12 @@ class DispatchStateMachine(RuleBasedStateMachine):
                 continue
             now = _snapshot(t)
             for field, a, b in zip(fields, snap, now):
-                same = (
-                    _same_data(a, b)
-                    if field == "data"
-                    else (a is b if field == "grad_fn" else a == b)
-                )
+                if field == "data":
+                    same = _same_data(a, b)
+                elif field == "grad_fn" and not isinstance(a, str):
+                    same = a is b
+                else:
+                    same = a == b
                 if not same:
                     journal.problems.append(
                         DispatchInvariantError(
@@ -480,12 +495,15 @@ class DispatchStateMachine(RuleBasedStateMachine):
                 continue
             _, expected = self.counters[id(vc)]
             if vc.version != expected:
-                where = self.journal.description if self.journal else ""
+                j = self.journal
+                arg = j.arg_names.get(id(vc)) if j is not None else None
+                which = f" (argument {arg} of the last call)" if arg else ""
                 raise DispatchInvariantError(
                     "version-count",
-                    f"{name}._version is {vc.version}, but the model counts {expected} "
-                    f"(in-place calls that reached ADInplaceOrView with it as a Tensor(a!) "
-                    f"argument); last step: {where}",
+                    f"{name}._version is {vc.version}{which}, but the model counts {expected} "
+                    f"(its value when first seen plus one per call that reached "
+                    f"ADInplaceOrView with it as a Tensor(a!) argument); last step: "
+                    f"{j.description if j is not None else ''}",
                 )
 
     @invariant()

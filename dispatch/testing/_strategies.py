@@ -267,7 +267,10 @@ def _tensors(
             if k == "leaf":
                 return dispatch.tensor(_array(draw, d, shp), dtype=d, requires_grad=rg)
             if k == "view":
-                return _view_of(draw, d, shp, rg)
+                v = _view_of(draw, d, shp, rg)
+                if inf and rg:
+                    v.requires_grad_(True)  # an untracked view: it does not inherit it
+                return v
             leaf = dispatch.tensor(_array(draw, d, shp), dtype=d, requires_grad=True)
             how = draw(st.sampled_from(["clone", "mul", "add"]))
             out: Tensor = leaf.clone() if how == "clone" else leaf * 1 if how == "mul" else leaf + 0
@@ -289,7 +292,7 @@ def tensors(
       (a view of a fresh base, made by view / select / narrow / permute);
     * ``shape``: a tuple or a strategy of tuples (default up to 3 dims of size 1..4);
     * ``dtype``: a DType or a strategy of them (bool, int64, float32, float64);
-    * ``requires_grad``: for a view, whether its base requires grad;
+    * ``requires_grad``: whether the tensor requires grad (for a view, its base does too);
     * ``inference``: made inside ``inference_mode()`` (an inference tensor; a view of one
       is not tracked as a view, as in torch). Inference tensors may require grad (set
       inside inference mode) but are never non-leaves.
