@@ -31,6 +31,7 @@ FIND = settings(
     database=None,
     derandomize=True,
     phases=(Phase.generate,),
+    report_multiple_bugs=False,
     suppress_health_check=list(HealthCheck),
 )
 # A correct program must survive this many examples.

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import attrs
 import numpy as np
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -32,7 +33,6 @@ from dispatch.testing._model import (
     check_tensor,
 )
 from dispatch.testing._strategies import (
-    ALL_DTYPES,
     OpCall,
     _array,
     guards,
@@ -47,7 +47,7 @@ _ADIOV = K.ADInplaceOrView
 _ns_counter = itertools.count()
 
 _SHAPES: tuple[tuple[int, ...], ...] = ((), (3,), (2, 3))
-_CREATE_DTYPES = (dispatch.float32, dispatch.float64, dispatch.float32, *ALL_DTYPES)
+_CREATE_DTYPES = ("float32", "float64", "float32", "float64", "int64", "bool_")
 _BUILTIN_OPS = (
     "aten::add.Tensor",
     "aten::mul.Tensor",
@@ -119,6 +119,25 @@ class _Journal:
     problems: list[DispatchInvariantError] = attrs.field(factory=list)
 
 
+class _TestCaseProperty:
+    """``Machine.TestCase``: hypothesis's test case for the machine, whose settings (taken
+    from the profile loaded when it is first made) skip the explain phase — on Python
+    3.11 it traces every line of every re-run and makes a failing machine take minutes
+    to report. Assign ``Machine.TestCase.settings`` to change them."""
+
+    def __get__(self, obj: Any, typ: type[RuleBasedStateMachine] | None = None) -> Any:
+        cls = type(obj) if obj is not None else typ
+        assert cls is not None
+        tc = RuleBasedStateMachine.__dict__["TestCase"].__get__(None, cls)
+        if not tc.__dict__.get("_dispatchsim_tuned", False):
+            current: settings = tc.settings
+            tc.settings = settings(
+                current, phases=[p for p in current.phases if p is not Phase.explain]
+            )
+            tc._dispatchsim_tuned = True
+        return tc
+
+
 class DispatchStateMachine(RuleBasedStateMachine):
     """Random registrations, guards, tensors, operator calls and backward passes, with
     dispatchsim's invariants checked after every step.
@@ -153,6 +172,8 @@ class DispatchStateMachine(RuleBasedStateMachine):
     * ``no-grad-fn-without-grad-mode``: while grad mode is off no call records a grad_fn
       (outputs have none; no non-view tensor's grad_fn changes).
     """
+
+    TestCase = _TestCaseProperty()
 
     ops: ClassVar[Sequence[OpOverload | OpOverloadPacket | str]] = ()
     """Your operators: called by ``call_op`` next to the scratch and standard ones."""
@@ -189,6 +210,8 @@ class DispatchStateMachine(RuleBasedStateMachine):
         self.libraries: list[tuple[Library, str, Registration]] = []
         self.registrations: dict[str, list[Registration]] = {n: [] for n in _SCRATCH_SCHEMAS}
         self.journal: _Journal | None = None
+        # id(entry) -> the inputs of its last passing table check (entries live as long)
+        self._table_memo: dict[int, tuple[Any, ...]] = {}
         self._def = Library(self.ns, "DEF")
         for schema in _SCRATCH_SCHEMAS.values():
             self._def.define(schema)
@@ -304,7 +327,7 @@ class DispatchStateMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def create_tensor(self, data: st.DataObject) -> None:
         shape = data.draw(st.sampled_from(list(self.shapes)), label="shape")
-        d = data.draw(st.sampled_from(_CREATE_DTYPES), label="dtype")
+        d = getattr(dispatch, data.draw(st.sampled_from(_CREATE_DTYPES), label="dtype"))
         arr = _array(data.draw, d, shape)
         rg = d.is_floating_point and data.draw(st.booleans(), label="requires_grad")
         t = dispatch.tensor(arr, dtype=d, requires_grad=rg)
@@ -478,10 +501,11 @@ class DispatchStateMachine(RuleBasedStateMachine):
     # -- invariants -----------------------------------------------------------------------
     @invariant()
     def dispatch_tables_are_canonical(self) -> None:
+        memo = self._table_memo
         for op_name, op in self.scratch_ops.items():
-            check_operator_table(op.entry, self.registrations[op_name])
+            check_operator_table(op.entry, self.registrations[op_name], memo=memo)
         for op in self.user_ops:
-            check_operator_table(op.entry)
+            check_operator_table(op.entry, memo=memo)
 
     @invariant()
     def tls_matches_guard_model(self) -> None:

@@ -196,6 +196,9 @@ class GuardSpec:
         """Whether this guard puts ADInplaceOrView into the excluded set."""
         return ADIOV_SET.raw & self.apply(TLSState.default()).excluded.raw != 0
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))  # hypothesis prints drawn values with this
+
     def __repr__(self) -> str:
         if self.name in _KEYSET_GUARDS:
             return f"{self.name}({[k.name for k in self.keys]})"
@@ -388,12 +391,42 @@ def _describe(te: TableEntry) -> str:
 
 
 def check_operator_table(
-    entry: OperatorEntry, registrations: Sequence[Registration] | None = None
+    entry: OperatorEntry,
+    registrations: Sequence[Registration] | None = None,
+    *,
+    memo: dict[int, tuple[Any, ...]] | None = None,
 ) -> None:
     """The live table of ``entry`` equals one recomputed from scratch, its hot-path
     fallthrough mask matches its fallthrough entries, and — given the registrations
-    made to it — every entry follows the precedence model of :func:`expected_entry`."""
+    made to it — every entry follows the precedence model of :func:`expected_entry`.
+
+    ``memo`` (a dict kept by the caller) skips the recomputation when neither the table's
+    inputs (kernels, derived kernels, fallbacks, registrations) nor the live table and
+    hot-path state objects changed since the last check that passed."""
     fallbacks = dispatcher.current_fallbacks()
+    key: tuple[Any, ...] = ()
+    if memo is not None:
+        key = (
+            entry.table,
+            entry.dispatch_state,
+            tuple((k, tuple(v)) for k, v in entry.kernels.items()),
+            tuple(entry.derived.items()),
+            tuple(fallbacks.items()),
+            None if registrations is None else tuple(registrations),
+        )
+        seen = memo.get(id(entry))
+        if seen is not None and seen[0] is key[0] and seen[1] is key[1] and seen[2:] == key[2:]:
+            return
+    _check_operator_table(entry, registrations, fallbacks)
+    if memo is not None:
+        memo[id(entry)] = key
+
+
+def _check_operator_table(
+    entry: OperatorEntry,
+    registrations: Sequence[Registration] | None,
+    fallbacks: dict[DispatchKey, KernelFunction],
+) -> None:
     live = entry.table
     fresh = entry.compute_table(fallbacks)
     if live != fresh:

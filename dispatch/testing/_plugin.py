@@ -49,11 +49,11 @@ def register_hypothesis_profiles() -> bool:
         from hypothesis import HealthCheck, settings
     except ImportError:
         return False
+    base = settings.get_profile("default")  # not whatever profile is loaded now
     for name, values in HYPOTHESIS_PROFILES.items():
         kw = dict(values)
-        if "suppress_health_check" in kw:
-            kw["suppress_health_check"] = [HealthCheck[h] for h in kw["suppress_health_check"]]
-        settings.register_profile(name, **kw)
+        kw["suppress_health_check"] = [HealthCheck[h] for h in kw.get("suppress_health_check", ())]
+        settings.register_profile(name, parent=base, **kw)
     return True
 
 

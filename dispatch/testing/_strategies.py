@@ -490,6 +490,9 @@ class OpCall:
     def __call__(self) -> Any:
         return self.op(*self.args, **self.kwargs)
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))  # hypothesis prints drawn values with this
+
     def __repr__(self) -> str:
         schema = self.op._schema
         pos = [a.name for a in schema.arguments if not a.kwarg_only]
@@ -736,6 +739,9 @@ class Program:
 
     def __repr__(self) -> str:
         return f"Program(\n{self.code()}\n)"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
 
     def run(
         self, on_step: Callable[[StepOutcome, list[Tensor | None]], None] | None = None
