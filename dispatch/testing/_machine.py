@@ -39,6 +39,7 @@ from dispatch.testing._strategies import (
     op_calls,
     resolve_op,
 )
+from dispatch.tls import state as _tls
 
 __all__ = ["DispatchStateMachine"]
 
@@ -203,6 +204,8 @@ class DispatchStateMachine(RuleBasedStateMachine):
         self.ns = f"dsm{next(_ns_counter)}"
         self.guard_stack = GuardStack(start=TLSState.current())
         self._start_tls = TLSState.current()
+        s = _tls
+        self._start_raw = (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode)
         self.pool: list[tuple[str, Tensor]] = []
         self._names = itertools.count()
         # id(counter) -> (counter, expected version); the counter is kept so ids stay unique
@@ -577,9 +580,11 @@ class DispatchStateMachine(RuleBasedStateMachine):
             self._def.close()
         for op in self.std_ops:
             check_operator_table(op.entry)
-        if TLSState.current() != self._start_tls:
+        left = TLSState.current()
+        if left != self._start_tls:
+            s = _tls  # restore it, so that the next example starts where this one did
+            s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode = self._start_raw
             raise DispatchInvariantError(
                 "tls-model",
-                f"closing every guard left the thread-local state at {TLSState.current()}, "
-                f"not {self._start_tls}",
+                f"closing every guard left the thread-local state at {left}, not {self._start_tls}",
             )
