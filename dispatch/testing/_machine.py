@@ -469,7 +469,8 @@ class DispatchStateMachine(RuleBasedStateMachine):
                     "schema-mutation",
                     f"{op!r}: {what} (its data, shape or strides changed and it shares no "
                     f"memory with a Tensor(a!) argument); {name} before: "
-                    f"{snap[0].tolist()!r}, after: {np.asarray(t._data).tolist()!r}; call: {call!r}",
+                    f"{snap[0].tolist()!r}, after: {np.asarray(t._data).tolist()!r}; "
+                    f"call: {description}",
                 )
             )
         for o in outputs:
