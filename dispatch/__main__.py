@@ -11,7 +11,9 @@ Subcommands (their implementations live in :mod:`dispatch._cli`):
 * ``table OP`` — ``dispatch.dump_table(OP)``: per runtime key, the kernel and where it
   came from;
 * ``keys [--under GUARD]`` — the runtime keys in priority order, the alias keys and what
-  they expand to, and the thread-local included/excluded sets.
+  they expand to, and the thread-local included/excluded sets;
+* ``check MODULE`` — import a module and run ``dispatch.testing.opcheck`` on every
+  operator it registered; a summary table (exit 1 if one fails).
 
 Every subcommand takes ``--format text|json``; ``tour`` and ``trace`` also ``--format
 mermaid`` (a sequence diagram of the keys each call went through). Colour is used only when
@@ -26,6 +28,7 @@ import os
 import sys
 from typing import Final
 
+from dispatch._cli.check_cmd import cmd_check
 from dispatch._cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -224,6 +227,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"show the state inside this guard; one of: {', '.join(GUARD_NAMES)}",
     )
     p.set_defaults(func=run_keys, parser=p)
+
+    p = sub.add_parser(
+        "check",
+        parents=[fmt],
+        help="opcheck every operator a module registers",
+        description=(
+            "Import MODULE (a dotted name or a .py file) and run dispatch.testing.opcheck on "
+            "every operator it defined, with sample arguments drawn by hypothesis; print a "
+            "summary table. Exit status 1 if an operator failed, 2 if MODULE cannot be "
+            "imported or defines no operator."
+        ),
+    )
+    p.add_argument("module", metavar="MODULE", help="e.g. myproject.ops or path/to/ops.py")
+    p.add_argument("--examples", type=int, default=20, help="samples per operator (default 20)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: derandomized)")
+    p.set_defaults(func=cmd_check, parser=p)
     return parser
 
 
