@@ -397,6 +397,19 @@ for _uname, (_ufn, _to_float) in _UNARY.items():
     _make_unary(_uname, _ufn, _to_float)
 
 
+@cpu("threshold_backward")
+def threshold_backward(grad_output: Tensor, self: Tensor, threshold: Any) -> Tensor:
+    """``grad_output`` where ``self > threshold``, else 0 — a mask, not a product, so an
+    inf or nan gradient is dropped where ``self <= threshold`` (and kept where ``self`` is
+    nan). Operands promote to their common dtype and broadcast, as a binary op's."""
+    r = result_type(grad_output, self)
+    functional_shape(grad_output, self)
+    g, x = _arr(grad_output, r), _arr(self, r)
+    with np.errstate(invalid="ignore"):
+        res = np.where(x <= threshold, r.numpy.type(0), g)
+    return new_cpu_tensor(np.asarray(res, dtype=r.numpy))
+
+
 # ------------------------------------------------------------------------------------------
 # reductions
 # ------------------------------------------------------------------------------------------

@@ -41,16 +41,18 @@ class Derivative:
 
 
 class Ctx:
-    """What a formula sees: saved tensors (version-checked on access), the call's
+    """What a formula sees: saved tensors (unpacked, so version-checked, before it runs), the call's
     non-tensor arguments, the input shapes and dtypes, and which inputs need a gradient."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "_saved")
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, saved: dict[str, Tensor | None]) -> None:
         self._node = node
+        self._saved = saved  # the node's saved variables, unpacked before the formula runs
 
     def saved(self, name: str) -> Tensor:
-        t: Tensor = self._node.saved_variables[name].unpack(self._node)
+        t = self._saved[name]
+        assert t is not None, name
         return t
 
     @property
@@ -232,8 +234,9 @@ def _div(c: Ctx, g: list[Tensor]) -> Grads:
     gs = _to(sum_to(go / other, c.shape("self")), c.dtype("self")) if c.needs(0) else None
     go2 = None
     if c.needs(1):
+        # div_tensor_other_backward: -grad * ((self / other) / other)
         self_ = c.saved("self")
-        go2 = _to(sum_to(go.neg() * self_ / (other * other), c.shape("other")), c.dtype("other"))
+        go2 = _to(sum_to(go.neg() * (self_ / other / other), c.shape("other")), c.dtype("other"))
     return (gs, go2)
 
 
@@ -300,20 +303,22 @@ def _pow_tensor(c: Ctx, g: list[Tensor]) -> Grads:
     "PowBackward1",
     ("self", "exponent"),
     save={"exponent": (0, 1)},
+    save_result=True,
     save_self_clone=(0, 1),
 )
 def _pow_tensor_(c: Ctx, g: list[Tensor]) -> Grads:
-    s, e = c.saved("self"), c.saved("exponent")  # self as it was before the op
-    return _pow_grads(c, g[0], s, e, lambda: s.pow(e))
+    # self as it was before the op (a clone), result = self after it
+    return _pow_grads(c, g[0], c.saved("self"), c.saved("exponent"), lambda: c.result)
 
 
-@derivative("pow.Scalar", "PowBackward2", ("exponent",), save_result=True)
+@derivative("pow.Scalar", "PowBackward2", ("exponent",), save={"exponent": ()}, save_result=True)
 def _pow_scalar_base(c: Ctx, g: list[Tensor]) -> Grads:
+    # pow_backward_exponent(grad, Scalar self, exponent, result): grad * (result * log(self))
     base, r = c.arg("self"), c.result
     if base == 0:
         # torch: 0 where exponent >= 0, else result * log(0) = -inf (result is inf there)
         return (g[0] * (0 - r * r.gt(1).to(r.dtype)),)
-    return (g[0] * r * (math.log(base) if base > 0 else math.nan),)
+    return (g[0] * _call("mul.Scalar", (r, math.log(base) if base > 0 else math.nan)),)
 
 
 # -- pointwise unary ------------------------------------------------------------------------------
@@ -325,7 +330,7 @@ def _neg(c: Ctx, g: list[Tensor]) -> Grads:
 @derivative("reciprocal", "ReciprocalBackward0", ("self",), save_result=True)
 def _reciprocal(c: Ctx, g: list[Tensor]) -> Grads:
     r = c.result
-    return (g[0].neg() * r * r,)
+    return (g[0].neg() * (r * r),)
 
 
 @derivative(("exp", "exp_"), "ExpBackward0", ("self",), save_result=True)
@@ -350,14 +355,34 @@ def _cos(c: Ctx, g: list[Tensor]) -> Grads:
 
 @derivative(("relu", "relu_"), "ReluBackward0", ("self",), save_result=True)
 def _relu(c: Ctx, g: list[Tensor]) -> Grads:
-    mask = c.result.gt(0).to(g[0].dtype)
-    return (g[0] * mask,)
+    # a mask, not a product: an inf or nan gradient becomes 0 where the result is 0
+    return (_call("threshold_backward", (g[0], c.result, 0)),)
+
+
+@derivative(
+    "threshold_backward", "ThresholdBackwardBackward0", ("grad_output", "self"), save={"self": ()}
+)
+def _threshold_backward(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(
+            sum_to(
+                _call("threshold_backward", (go, c.saved("self"), c.arg("threshold"))),
+                c.shape("grad_output"),
+            ),
+            c.dtype("grad_output"),
+        )
+        if c.needs(0)
+        else None,
+        _to(sum_to(zeros(go.shape, go), c.shape("self")), c.dtype("self")) if c.needs(1) else None,
+    )
 
 
 @derivative("sigmoid", "SigmoidBackward0", ("self",), save_result=True)
 def _sigmoid(c: Ctx, g: list[Tensor]) -> Grads:
+    # sigmoid_backward(grad, result): grad * (1 - result) * result
     r = c.result
-    return (g[0] * r * (1 - r),)
+    return (g[0] * (1 - r) * r,)
 
 
 @derivative("tanh", "TanhBackward0", ("self",), save_result=True)

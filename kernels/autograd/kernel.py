@@ -46,16 +46,33 @@ class FormulaNode(Node):
         self.geometries: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def apply(self, grads: list[Tensor | None]) -> Any:
-        if all(g is None for g in grads):
-            return [None] * len(self._next_edges)
+        # as the generated ``XBackward::apply``: unpack every saved variable first (each
+        # checks its version), saved inputs by name then saved outputs, whatever
+        # gradients are needed; then compute only the gradients some input needs
+        saved = self.saved_variables
+        unpacked: dict[str, Tensor | None] = {}
+        for name in sorted(saved, key=_unpack_key):
+            # the generated code hands the node itself only to its saved outputs
+            unpacked[name] = saved[name].unpack(self if name == "result" else None)
+        n = len(self._next_edges)
+        if all(g is None for g in grads) or not any(
+            self.should_compute_output(i) for i in range(n)
+        ):
+            return [None] * n
         if self.num_outputs > 1:
             grads = list(grads)
-        out = self.derivative.formula(Ctx(self), grads)  # type: ignore[arg-type]
+        out = self.derivative.formula(Ctx(self, unpacked), grads)  # type: ignore[arg-type]
         return list(out)
 
     def release_variables(self) -> None:
         for sv in self.saved_variables.values():
             sv.reset_data()
+
+
+def _unpack_key(name: str) -> tuple[bool, str]:
+    """Torch declares (and unpacks) a node's saved inputs sorted by name, then its saved
+    outputs sorted by name; ``result`` is the only saved output here."""
+    return (name == "result", name)
 
 
 _NODE_CLASSES: dict[str, type[FormulaNode]] = {}
@@ -172,7 +189,10 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
             elif _differentiable(out):
                 set_history([out], node)
             if d.save_result:
-                node.saved_variables["result"] = SavedVariable(out, is_output=True)
+                # an in-place op's result is self, saved with its (view) grad_fn when a view
+                node.saved_variables["result"] = SavedVariable(
+                    out, is_output=True, is_inplace_on_view=is_inplace and out._base is not None
+                )
         return out
 
     return KernelFunction(autograd_kernel, True, _DEBUG, convention="full", name="autograd_kernel")
