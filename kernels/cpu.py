@@ -280,9 +280,28 @@ def _power(base: Any, exponent: Any, r: DType, out: Array | None = None) -> Any:
         np.copyto(out, res, casting="unsafe")
         return out
     with np.errstate(all="ignore"):
+        special = None if isinstance(exponent, Tensor) else _POW_SPECIAL.get(float(exponent))
+        if special is not None:
+            # pow_tensor_scalar_kernel's fast paths: sqrt, rsqrt (1 / sqrt: -inf at -0.0),
+            # reciprocal, x * x, x * x * x, 1 / (x * x)
+            res = np.asarray(special(x)).astype(r.numpy, copy=False)
+            if out is None:
+                return res
+            np.copyto(out, res, casting="unsafe")
+            return out
         if out is None:
             return np.power(x, y, dtype=r.numpy)
         return np.power(x, y, out=out, casting="unsafe")
+
+
+_POW_SPECIAL: dict[float, Callable[[Any], Any]] = {
+    0.5: np.sqrt,
+    -0.5: lambda x: 1 / np.sqrt(x),
+    -1.0: np.reciprocal,
+    2.0: lambda x: x * x,
+    3.0: lambda x: x * x * x,
+    -2.0: lambda x: 1 / (x * x),
+}
 
 
 @cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")

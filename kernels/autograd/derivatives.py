@@ -267,22 +267,33 @@ def _pow_scalar_(c: Ctx, g: list[Tensor]) -> Grads:
 
 
 def _pow_grads(c: Ctx, go: Tensor, s: Tensor, e: Tensor, result: Callable[[], Tensor]) -> Grads:
-    """``pow_backward_self`` / ``pow_backward_exponent``, with PyTorch's ``where`` masks
-    written in arithmetic (dispatchsim has no ``where``): the gradient for ``self`` is 0
-    where ``self == 0 and exponent == 0`` (not ``0 * 0**-1 = nan``), the one for
-    ``exponent`` is 0 where ``self == 0 and exponent >= 0`` (not ``0 * log(0) = nan``).
-    PyTorch masks ``exponent == 0`` for every ``self``; the values agree, and leaving
-    ``self != 0`` unmasked keeps the derivative of this gradient with respect to
-    ``exponent`` right there (``1 / self``; PyTorch's ``where`` gives 0)."""
+    """``pow_backward_self`` / ``pow_backward_exponent``. PyTorch masks with ``where``:
+    ``where(exponent == 0, 0, grad * (exponent * self ** (exponent - 1)))`` and
+    ``grad * where(self == 0 & exponent >= 0, 0, result * log(self))``. Written here so
+    that the values are torch's for every input, inf and nan included, while the
+    derivative of these gradients stays right at ``exponent == 0`` (torch's ``where``
+    makes it 0 there, which gradgradcheck refuses):
+
+    * self: ``self ** -1`` becomes ``self ** 0 = 1`` where ``self == exponent == 0`` (so
+      ``0 * 1``, not ``0 * inf``); at ``exponent == 0`` the product is then already 0
+      unless ``grad`` or ``self ** -1`` is inf or nan — only those elements are zeroed,
+      with ``threshold_backward`` as the ``where``;
+    * exponent: ``log(self)`` becomes ``log(1) = 0`` where ``self == 0 and exponent >= 0``
+      (``result`` is 0 or 1 there)."""
     gs = None
     if c.needs(0):
         zero_zero = e.eq(0).to(e.dtype) * s.eq(0).to(e.dtype)
-        gs = _to(sum_to(go * e * s.pow(e - 1 + zero_zero), c.shape("self")), c.dtype("self"))
+        raw = go * (e * s.pow(e - 1 + zero_zero))
+        # keep = 0 where exponent == 0 and the product is not finite (x - x is nan there)
+        keep = 1 - e.eq(0).to(raw.dtype) * (raw - raw).ne(0).to(raw.dtype)
+        gs = _to(
+            sum_to(_call("threshold_backward", (raw, keep, 0.5)), c.shape("self")), c.dtype("self")
+        )
     ge = None
     if c.needs(1):
         masked = s.eq(0).to(s.dtype) * e.ge(0).to(s.dtype)
         ge = _to(
-            sum_to(go * result() * (s + masked).log(), c.shape("exponent")), c.dtype("exponent")
+            sum_to(go * (result() * (s + masked).log()), c.shape("exponent")), c.dtype("exponent")
         )
     return (gs, ge)
 

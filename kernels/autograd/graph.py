@@ -50,15 +50,20 @@ FREED_ERROR = (
 
 
 def message_name(node: Node | None) -> str:
-    """Node names as PyTorch 2.13's error messages print them."""
+    """``Node::forward_op_name``, the name PyTorch 2.13's error messages print: ``name()``
+    without a trailing ``Backward<digits>``, keeping the digits unless they are ``0``
+    (AddBackward0 -> Add, TBackward1 -> T1, a custom Function's FBackward -> F); a name
+    with anything else after its last "Backward" (CopyBackwards) is kept whole."""
     if node is None:
         return ""
     name = node.name()
-    # PyTorch 2.13 drops "Backward0" and otherwise just "Backward": AddBackward0 -> Add,
-    # TBackward1 -> T1, a custom Function's FBackward -> F
-    if name.endswith("Backward0"):
-        return name[: -len("Backward0")]
-    return name.replace("Backward", "", 1)
+    pos = name.rfind("Backward")
+    if pos < 0:
+        return name
+    suffix = name[pos + len("Backward") :]
+    if suffix and not all(ch in "0123456789" for ch in suffix):
+        return name
+    return name[:pos] if suffix in ("", "0") else name[:pos] + suffix
 
 
 class Node:
