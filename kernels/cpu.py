@@ -282,8 +282,10 @@ def _power(base: Any, exponent: Any, r: DType, out: Array | None = None) -> Any:
     with np.errstate(all="ignore"):
         special = None if isinstance(exponent, Tensor) else _POW_SPECIAL.get(float(exponent))
         if special is not None:
-            # pow_tensor_scalar_kernel's fast paths: sqrt, rsqrt (1 / sqrt: -inf at -0.0),
-            # reciprocal, x * x, x * x * x, 1 / (x * x)
+            # pow_tensor_scalar_kernel sends these exponents to sqrt, rsqrt (1 / sqrt: -inf
+            # at -0.0, where pow gives inf) and reciprocal. (torch also computes x * x,
+            # x * x * x and 1 / (x * x) for 2, 3 and -2, which numpy's pow can round an
+            # ulp differently; those stay with np.power.)
             res = np.asarray(special(x)).astype(r.numpy, copy=False)
             if out is None:
                 return res
@@ -298,9 +300,6 @@ _POW_SPECIAL: dict[float, Callable[[Any], Any]] = {
     0.5: np.sqrt,
     -0.5: lambda x: 1 / np.sqrt(x),
     -1.0: np.reciprocal,
-    2.0: lambda x: x * x,
-    3.0: lambda x: x * x * x,
-    -2.0: lambda x: 1 / (x * x),
 }
 
 
