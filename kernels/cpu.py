@@ -368,9 +368,13 @@ def _sigmoid(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
 
 
 def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
+    # clamp_min(0) as torch computes it: x < 0 ? 0 : x — keeps -0.0 (np.maximum gives +0.0)
+    # and nan
+    r = np.where(x < 0, np.zeros((), dtype=x.dtype), x)
     if out is not None:
-        return np.maximum(x, 0, out=out, casting="unsafe")
-    return np.maximum(x, np.zeros((), dtype=x.dtype)).astype(x.dtype, copy=False)
+        np.copyto(out, r, casting="unsafe")
+        return out
+    return r.astype(x.dtype, copy=False)
 
 
 # name -> (numpy function, promotes integers to float)

@@ -493,6 +493,15 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t1.relu()",
         "t2.sum().backward()",
     ],
+    # relu is clamp_min(0): x < 0 ? 0 : x keeps -0.0 (1 / -0.0 = -inf)
+    "relu_keeps_negative_zero": [
+        "t0 = torch.tensor(np.array([-1.0, 2.0]), requires_grad=True)",
+        "t1 = t0 * 0.0",
+        "t2 = t1.relu()",
+        "t3 = t1.clone().relu_()",
+        "t4 = 1.0 / t2 + 1.0 / t3",
+        "t4.sum().backward()",
+    ],
     # pow.Tensor_Scalar's fast paths: x ** -0.5 is rsqrt, 1 / sqrt(-0.0) = -inf
     "pow_half_at_negative_zero": [
         "t0 = torch.tensor(np.array([-0.0, 0.0, 4.0]), requires_grad=True)",
