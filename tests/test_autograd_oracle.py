@@ -411,6 +411,15 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t9.div(t1)",
         "t2.sum().backward()",
     ],
+    # ... but saves (and so unpacks, checking versions) what several formulas use
+    "unneeded_node_still_checks_versions": [
+        LEAF,
+        PLAIN,
+        "with torch.no_grad(): t1 = t0.permute(0, 1)",
+        "t2 = t9.div(t1)",
+        "with torch.no_grad(): t1.mul_(2.0)",
+        "t2.sum().backward()",
+    ],
     # saved tensors are unpacked eagerly, in torch's per-node order (mul/mm: other first; mv/dot: self first)
     "saved_unpack_order": [
         "t1 = torch.tensor(np.array([[1.0], [1.0]]), requires_grad=True)",

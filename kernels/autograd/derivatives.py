@@ -3,8 +3,9 @@
 
 Each entry names the operator overload, the node PyTorch creates for it
 (``MulBackward0``...), its differentiable inputs (the node's edges, in order),
-what to save — each saved argument only when the gradient of one of the inputs
-listed with it will be needed, as PyTorch's generated code does — and a formula
+what to save — with the inputs whose formulas use each saved argument: as in
+PyTorch's generated code, an argument used by one input's formula only is saved
+when that input needs a gradient, one used by several always — and a formula
 written with dispatchsim's own operators, so that a backward pass run with
 ``create_graph=True`` is itself recorded and can be differentiated again.
 """
@@ -33,7 +34,8 @@ class Derivative:
     node: str  # "MulBackward0"
     inputs: tuple[str, ...]  # differentiable inputs (edges), in order
     formula: Formula
-    # argument -> indices into `inputs` whose gradient needs it saved (() = always)
+    # argument -> indices into `inputs` whose formulas use it (one: saved if that one is
+    # needed; none or several: always saved)
     save: tuple[tuple[str, tuple[int, ...]], ...] = ()
     save_result: bool = False
     save_self_clone: tuple[int, ...] | None = None  # in-place ops: save self before mutation

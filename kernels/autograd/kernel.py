@@ -88,6 +88,16 @@ def node_class(d: Derivative) -> type[FormulaNode]:
     return cls
 
 
+def _save_guard(d: Derivative, used_by: tuple[int, ...]) -> int:
+    """gen_variable_type's ``guard_for``: an argument that only one input's formula uses
+    is saved when that input needs a gradient (returns its index); one that several
+    formulas use, or the formula of a node with one input, or of a ``*_backward`` op,
+    is always saved (-1)."""
+    if len(used_by) != 1 or len(d.inputs) <= 1 or "backward" in d.op:
+        return -1
+    return used_by[0]
+
+
 def _differentiable(t: Any) -> bool:
     return isinstance(t, Tensor) and t.dtype.is_floating_point
 
@@ -126,12 +136,12 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
 
     diff_pos = [index[n] for n in d.inputs]
     cls = node_class(d)
-    save_pos = [(name, index[name], needed_by) for name, needed_by in d.save]
+    save_pos = [(name, index[name], _save_guard(d, used_by)) for name, used_by in d.save]
     attr_pos = [(a.name, i) for i, a in enumerate(args) if a.base_type != "Tensor" or a.is_list]
     shape_pos = [
         (a.name, i) for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list
     ]
-    clone_self_for = d.save_self_clone
+    clone_guard = None if d.save_self_clone is None else _save_guard(d, d.save_self_clone)
     geometry_pos = [(name, index[name]) for name in d.geometry]
 
     def autograd_kernel(ks: int, *a: Any) -> Any:
@@ -165,11 +175,11 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     tuple(t.stride()),
                     t.storage_offset(),
                 )
-            for name, i, needed_by in save_pos:
-                if not needed_by or any(node.should_compute_output(k) for k in needed_by):
+            for name, i, guard in save_pos:
+                if guard < 0 or node.should_compute_output(guard):
                     node.saved_variables[name] = SavedVariable(a[i])
-            if clone_self_for is not None and any(
-                node.should_compute_output(k) for k in clone_self_for
+            if clone_guard is not None and (
+                clone_guard < 0 or node.should_compute_output(clone_guard)
             ):
                 node.saved_variables["self"] = SavedVariable(a[self_pos].clone())
         # 4.
