@@ -396,9 +396,27 @@ def _power(base: Any, exponent: Any, r: DType, out: Array | None = None) -> Any:
         np.copyto(out, res, casting="unsafe")
         return out
     with np.errstate(all="ignore"):
+        special = None if isinstance(exponent, Tensor) else _POW_SPECIAL.get(float(exponent))
+        if special is not None:
+            # pow_tensor_scalar_kernel sends these exponents to sqrt, rsqrt (1 / sqrt: -inf
+            # at -0.0, where pow gives inf) and reciprocal. (torch also computes x * x,
+            # x * x * x and 1 / (x * x) for 2, 3 and -2, which numpy's pow can round an
+            # ulp differently; those stay with np.power.)
+            res = np.asarray(special(x)).astype(r.numpy, copy=False)
+            if out is None:
+                return res
+            np.copyto(out, res, casting="unsafe")
+            return out
         if out is None:
             return np.power(x, y, dtype=r.numpy)
         return np.power(x, y, out=out, casting="unsafe")
+
+
+_POW_SPECIAL: dict[float, Callable[[Any], Any]] = {
+    0.5: np.sqrt,
+    -0.5: lambda x: 1 / np.sqrt(x),
+    -1.0: np.reciprocal,
+}
 
 
 @cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")
@@ -470,9 +488,13 @@ def _sigmoid(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
 
 
 def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
+    # clamp_min(0) as torch computes it: x < 0 ? 0 : x — keeps -0.0 (np.maximum gives +0.0)
+    # and nan
+    r = np.where(x < 0, np.zeros((), dtype=x.dtype), x)
     if out is not None:
-        return np.maximum(x, 0, out=out, casting="unsafe")
-    return np.maximum(x, np.zeros((), dtype=x.dtype)).astype(x.dtype, copy=False)
+        np.copyto(out, r, casting="unsafe")
+        return out
+    return r.astype(x.dtype, copy=False)
 
 
 # name -> (numpy function, promotes integers to float)
@@ -515,6 +537,19 @@ def _make_unary(name: str, fn: Callable[..., Any], to_float: bool) -> None:
 
 for _uname, (_ufn, _to_float) in _UNARY.items():
     _make_unary(_uname, _ufn, _to_float)
+
+
+@cpu("threshold_backward")
+def threshold_backward(grad_output: Tensor, self: Tensor, threshold: Any) -> Tensor:
+    """``grad_output`` where ``self > threshold``, else 0 — a mask, not a product, so an
+    inf or nan gradient is dropped where ``self <= threshold`` (and kept where ``self`` is
+    nan). Operands promote to their common dtype and broadcast, as a binary op's."""
+    r = result_type(grad_output, self)
+    functional_shape(grad_output, self)
+    g, x = _arr(grad_output, r), _arr(self, r)
+    with np.errstate(invalid="ignore"):
+        res = np.where(x <= threshold, r.numpy.type(0), g)
+    return new_cpu_tensor(np.asarray(res, dtype=r.numpy))
 
 
 # ------------------------------------------------------------------------------------------

@@ -116,6 +116,13 @@ def unary_inplace(self: Tensor) -> Tensor:
     return self
 
 
+@meta("threshold_backward")
+def threshold_backward(grad_output: Tensor, self: Tensor, threshold: Any) -> Tensor:
+    check_same_device(grad_output, self)
+    r = result_type(grad_output, self)
+    return new_meta(C.broadcast_shape(_shape(grad_output), _shape(self)), r)
+
+
 # -- reductions -----------------------------------------------------------------------------
 def _reduced(shape: tuple[int, ...], dim: list[int] | None, keepdim: bool) -> tuple[int, ...]:
     axes = C._reduce_dims(dim, len(shape)) if shape else C._wrap_dims_0d(dim)

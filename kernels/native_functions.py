@@ -85,6 +85,11 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::relu_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
     _F("aten::sigmoid(Tensor self) -> Tensor", "cpu"),
     _F("aten::tanh(Tensor self) -> Tensor", "cpu"),
+    # relu's backward (ReluBackward0 computes threshold_backward(grad, result, 0))
+    _F(
+        "aten::threshold_backward(Tensor grad_output, Tensor self, Scalar threshold) -> Tensor",
+        "cpu",
+    ),
     # -- reductions and linear algebra ----------------------------------------------------
     _F("aten::sum(Tensor self, *, ScalarType? dtype=None) -> Tensor", "cpu"),
     _F(

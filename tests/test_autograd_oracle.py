@@ -236,6 +236,47 @@ REGRESSIONS: dict[str, list[str]] = {
         "with torch.no_grad(): t1 *= 2.0",
         "t1.sum().backward()",
     ],
+    # the result of an in-place op on a view is saved with the view's grad_fn of that time,
+    # named while that node lives (torch's weak_grad_fn_), else the node that saved it
+    "saved_result_of_inplace_on_view_names_view_node": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1[0]",
+        "t2.exp_()",
+        "t3 = t2 * 2.0",
+        "with torch.no_grad(): t2.add_(1.0)",
+        "t1.sum().backward()",
+    ],
+    "saved_result_of_inplace_on_view_dead_view_node": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1[0]",
+        "t2.relu_()",
+        "t2.add_(1.0)",
+        "t1.sum().backward()",
+    ],
+    # a saved output detached in place is unpacked with the node that saved it (no error)
+    "saved_output_detached_inplace_still_unpacks": [
+        LEAF,
+        "t1 = t0.exp()",
+        "t2 = t1 * 2.0",
+        "t1.detach_()",
+        "t2.sum().backward()",
+    ],
+    # pow's gradient for self is where(exponent == 0, 0, ...): 0 even for a nan self or an
+    # infinite incoming gradient
+    "pow_zero_exponent_masks_nan_self": [
+        "t0 = torch.tensor(np.array([-1.0, 2.0]), requires_grad=True)",
+        "t1 = torch.tensor(np.array([0.0, 0.0]), requires_grad=True)",
+        "t2 = t0.log().pow(t1)",
+        "t2.sum().backward()",
+    ],
+    "pow_zero_exponent_masks_inf_grad": [
+        "t0 = torch.tensor(np.array([0.0, 2.0]), requires_grad=True)",
+        "t1 = torch.tensor(np.array([0.0, 0.0]), requires_grad=True)",
+        "t2 = (t0 * 1.0).pow(t1) * t0.reciprocal()",
+        "t2.sum().backward()",
+    ],
     # backward twice, retain_graph
     "backward_twice_error": [LEAF, "t1 = (t0 * 2.0).sum()", "t1.backward()", "t1.backward()"],
     "backward_twice_through_saved_result": [
@@ -370,6 +411,15 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t9.div(t1)",
         "t2.sum().backward()",
     ],
+    # ... but saves (and so unpacks, checking versions) what several formulas use
+    "unneeded_node_still_checks_versions": [
+        LEAF,
+        PLAIN,
+        "with torch.no_grad(): t1 = t0.permute(0, 1)",
+        "t2 = t9.div(t1)",
+        "with torch.no_grad(): t1.mul_(2.0)",
+        "t2.sum().backward()",
+    ],
     # saved tensors are unpacked eagerly, in torch's per-node order (mul/mm: other first; mv/dot: self first)
     "saved_unpack_order": [
         "t1 = torch.tensor(np.array([[1.0], [1.0]]), requires_grad=True)",
@@ -451,6 +501,30 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t1 = t0.log()",
         "t2 = t1.relu()",
         "t2.sum().backward()",
+    ],
+    # relu is clamp_min(0): x < 0 ? 0 : x keeps -0.0 (1 / -0.0 = -inf)
+    "relu_keeps_negative_zero": [
+        "t0 = torch.tensor(np.array([-1.0, 2.0]), requires_grad=True)",
+        "t1 = t0 * 0.0",
+        "t2 = t1.relu()",
+        "t3 = t1.clone().relu_()",
+        "t4 = 1.0 / t2 + 1.0 / t3",
+        "t4.sum().backward()",
+    ],
+    # pow.Tensor_Scalar's fast paths: x ** -0.5 is rsqrt, 1 / sqrt(-0.0) = -inf
+    "pow_half_at_negative_zero": [
+        "t0 = torch.tensor(np.array([-0.0, 0.0, 4.0]), requires_grad=True)",
+        "t1 = t0.pow(0.5)",
+        "t2 = t0.pow(-0.5)",
+        "t1.sum().backward()",
+    ],
+    # error messages name a node by forward_op_name: CopyBackwards is kept whole
+    "version_msg_copy_backwards_name": [
+        LEAF,
+        "t1 = t0.sum(0)",
+        "t1.mul_(t1)",
+        "t1[...] = t1",
+        "t1.sum().backward()",
     ],
     # t_/transpose_/unsqueeze_/squeeze_ on a view: the view's own node, base untouched
     "view_metadata_inplace_on_view": [LEAF, "t1 = t0.neg()", "t2 = t1.view(-1, 2)", "t2.t_()"],

@@ -527,6 +527,15 @@ def _unary(draw: st.DrawFn, op: str) -> Built:
     return f, (leaf(array(draw, draw(SMALL), kind)),)
 
 
+@case("threshold_backward", kind="relu's backward (create_graph)")
+def _threshold_backward(draw: st.DrawFn, op: str) -> Built:
+    shape, other = draw(broadcast_pair())
+    # self away from the threshold (the mask is piecewise constant in self)
+    arrays = [array(draw, shape), array(draw, other, "away0")]
+    threshold = draw(st.sampled_from([0, 0.05, -0.05]))
+    return (lambda g, s: A.threshold_backward(g, s, threshold)), leaves(arrays, requires(draw, 2))
+
+
 @case("sum", "mean")
 def _full_reduction(draw: st.DrawFn, op: str) -> Built:
     x = leaf(array(draw, draw(SMALL)))
@@ -1098,6 +1107,7 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "relu_": lambda m, x, y, v: x.clone().relu_(),
     "sigmoid": lambda m, x, y, v: x.sigmoid(),
     "tanh": lambda m, x, y, v: x.tanh(),
+    "threshold_backward": lambda m, x, y, v: m.ops.aten.threshold_backward(x, y, 1.0),
     "sum": lambda m, x, y, v: x.sum(),
     "sum.dim_IntList": lambda m, x, y, v: x.sum(1, keepdim=True),
     "mean": lambda m, x, y, v: x.mean(),

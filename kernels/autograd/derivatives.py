@@ -3,8 +3,9 @@
 
 Each entry names the operator overload, the node PyTorch creates for it
 (``MulBackward0``...), its differentiable inputs (the node's edges, in order),
-what to save — each saved argument only when the gradient of one of the inputs
-listed with it will be needed, as PyTorch's generated code does — and a formula
+what to save — with the inputs whose formulas use each saved argument: as in
+PyTorch's generated code, an argument used by one input's formula only is saved
+when that input needs a gradient, one used by several always — and a formula
 written with dispatchsim's own operators, so that a backward pass run with
 ``create_graph=True`` is itself recorded and can be differentiated again.
 """
@@ -33,7 +34,8 @@ class Derivative:
     node: str  # "MulBackward0"
     inputs: tuple[str, ...]  # differentiable inputs (edges), in order
     formula: Formula
-    # argument -> indices into `inputs` whose gradient needs it saved (() = always)
+    # argument -> indices into `inputs` whose formulas use it (one: saved if that one is
+    # needed; none or several: always saved)
     save: tuple[tuple[str, tuple[int, ...]], ...] = ()
     save_result: bool = False
     save_self_clone: tuple[int, ...] | None = None  # in-place ops: save self before mutation
@@ -41,16 +43,18 @@ class Derivative:
 
 
 class Ctx:
-    """What a formula sees: saved tensors (version-checked on access), the call's
+    """What a formula sees: saved tensors (unpacked, so version-checked, before it runs), the call's
     non-tensor arguments, the input shapes and dtypes, and which inputs need a gradient."""
 
-    __slots__ = ("_node",)
+    __slots__ = ("_node", "_saved")
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, saved: dict[str, Tensor | None]) -> None:
         self._node = node
+        self._saved = saved  # the node's saved variables, unpacked before the formula runs
 
     def saved(self, name: str) -> Tensor:
-        t: Tensor = self._node.saved_variables[name].unpack(self._node)
+        t = self._saved[name]
+        assert t is not None, name
         return t
 
     @property
@@ -234,8 +238,9 @@ def _div(c: Ctx, g: list[Tensor]) -> Grads:
     gs = _to(sum_to(go / other, c.shape("self")), c.dtype("self")) if c.needs(0) else None
     go2 = None
     if c.needs(1):
+        # div_tensor_other_backward: -grad * ((self / other) / other)
         self_ = c.saved("self")
-        go2 = _to(sum_to(go.neg() * self_ / (other * other), c.shape("other")), c.dtype("other"))
+        go2 = _to(sum_to(go.neg() * (self_ / other / other), c.shape("other")), c.dtype("other"))
     return (gs, go2)
 
 
@@ -266,22 +271,33 @@ def _pow_scalar_(c: Ctx, g: list[Tensor]) -> Grads:
 
 
 def _pow_grads(c: Ctx, go: Tensor, s: Tensor, e: Tensor, result: Callable[[], Tensor]) -> Grads:
-    """``pow_backward_self`` / ``pow_backward_exponent``, with PyTorch's ``where`` masks
-    written in arithmetic (dispatchsim has no ``where``): the gradient for ``self`` is 0
-    where ``self == 0 and exponent == 0`` (not ``0 * 0**-1 = nan``), the one for
-    ``exponent`` is 0 where ``self == 0 and exponent >= 0`` (not ``0 * log(0) = nan``).
-    PyTorch masks ``exponent == 0`` for every ``self``; the values agree, and leaving
-    ``self != 0`` unmasked keeps the derivative of this gradient with respect to
-    ``exponent`` right there (``1 / self``; PyTorch's ``where`` gives 0)."""
+    """``pow_backward_self`` / ``pow_backward_exponent``. PyTorch masks with ``where``:
+    ``where(exponent == 0, 0, grad * (exponent * self ** (exponent - 1)))`` and
+    ``grad * where(self == 0 & exponent >= 0, 0, result * log(self))``. Written here so
+    that the values are torch's for every input, inf and nan included, while the
+    derivative of these gradients stays right at ``exponent == 0`` (torch's ``where``
+    makes it 0 there, which gradgradcheck refuses):
+
+    * self: ``self ** -1`` becomes ``self ** 0 = 1`` where ``self == exponent == 0`` (so
+      ``0 * 1``, not ``0 * inf``); at ``exponent == 0`` the product is then already 0
+      unless ``grad`` or ``self ** -1`` is inf or nan — only those elements are zeroed,
+      with ``threshold_backward`` as the ``where``;
+    * exponent: ``log(self)`` becomes ``log(1) = 0`` where ``self == 0 and exponent >= 0``
+      (``result`` is 0 or 1 there)."""
     gs = None
     if c.needs(0):
         zero_zero = e.eq(0).to(e.dtype) * s.eq(0).to(e.dtype)
-        gs = _to(sum_to(go * e * s.pow(e - 1 + zero_zero), c.shape("self")), c.dtype("self"))
+        raw = go * (e * s.pow(e - 1 + zero_zero))
+        # keep = 0 where exponent == 0 and the product is not finite (x - x is nan there)
+        keep = 1 - e.eq(0).to(raw.dtype) * (raw - raw).ne(0).to(raw.dtype)
+        gs = _to(
+            sum_to(_call("threshold_backward", (raw, keep, 0.5)), c.shape("self")), c.dtype("self")
+        )
     ge = None
     if c.needs(1):
         masked = s.eq(0).to(s.dtype) * e.ge(0).to(s.dtype)
         ge = _to(
-            sum_to(go * result() * (s + masked).log(), c.shape("exponent")), c.dtype("exponent")
+            sum_to(go * (result() * (s + masked).log()), c.shape("exponent")), c.dtype("exponent")
         )
     return (gs, ge)
 
@@ -302,20 +318,22 @@ def _pow_tensor(c: Ctx, g: list[Tensor]) -> Grads:
     "PowBackward1",
     ("self", "exponent"),
     save={"exponent": (0, 1)},
+    save_result=True,
     save_self_clone=(0, 1),
 )
 def _pow_tensor_(c: Ctx, g: list[Tensor]) -> Grads:
-    s, e = c.saved("self"), c.saved("exponent")  # self as it was before the op
-    return _pow_grads(c, g[0], s, e, lambda: s.pow(e))
+    # self as it was before the op (a clone), result = self after it
+    return _pow_grads(c, g[0], c.saved("self"), c.saved("exponent"), lambda: c.result)
 
 
-@derivative("pow.Scalar", "PowBackward2", ("exponent",), save_result=True)
+@derivative("pow.Scalar", "PowBackward2", ("exponent",), save={"exponent": ()}, save_result=True)
 def _pow_scalar_base(c: Ctx, g: list[Tensor]) -> Grads:
+    # pow_backward_exponent(grad, Scalar self, exponent, result): grad * (result * log(self))
     base, r = c.arg("self"), c.result
     if base == 0:
         # torch: 0 where exponent >= 0, else result * log(0) = -inf (result is inf there)
         return (g[0] * (0 - r * r.gt(1).to(r.dtype)),)
-    return (g[0] * r * (math.log(base) if base > 0 else math.nan),)
+    return (g[0] * _call("mul.Scalar", (r, math.log(base) if base > 0 else math.nan)),)
 
 
 # -- pointwise unary ------------------------------------------------------------------------------
@@ -327,7 +345,7 @@ def _neg(c: Ctx, g: list[Tensor]) -> Grads:
 @derivative("reciprocal", "ReciprocalBackward0", ("self",), save_result=True)
 def _reciprocal(c: Ctx, g: list[Tensor]) -> Grads:
     r = c.result
-    return (g[0].neg() * r * r,)
+    return (g[0].neg() * (r * r),)
 
 
 @derivative(("exp", "exp_"), "ExpBackward0", ("self",), save_result=True)
@@ -352,14 +370,34 @@ def _cos(c: Ctx, g: list[Tensor]) -> Grads:
 
 @derivative(("relu", "relu_"), "ReluBackward0", ("self",), save_result=True)
 def _relu(c: Ctx, g: list[Tensor]) -> Grads:
-    mask = c.result.gt(0).to(g[0].dtype)
-    return (g[0] * mask,)
+    # a mask, not a product: an inf or nan gradient becomes 0 where the result is 0
+    return (_call("threshold_backward", (g[0], c.result, 0)),)
+
+
+@derivative(
+    "threshold_backward", "ThresholdBackwardBackward0", ("grad_output", "self"), save={"self": ()}
+)
+def _threshold_backward(c: Ctx, g: list[Tensor]) -> Grads:
+    (go,) = g
+    return (
+        _to(
+            sum_to(
+                _call("threshold_backward", (go, c.saved("self"), c.arg("threshold"))),
+                c.shape("grad_output"),
+            ),
+            c.dtype("grad_output"),
+        )
+        if c.needs(0)
+        else None,
+        _to(sum_to(zeros(go.shape, go), c.shape("self")), c.dtype("self")) if c.needs(1) else None,
+    )
 
 
 @derivative("sigmoid", "SigmoidBackward0", ("self",), save_result=True)
 def _sigmoid(c: Ctx, g: list[Tensor]) -> Grads:
+    # sigmoid_backward(grad, result): grad * (1 - result) * result
     r = c.result
-    return (g[0] * r * (1 - r),)
+    return (g[0] * (1 - r) * r,)
 
 
 @derivative("tanh", "TanhBackward0", ("self",), save_result=True)

@@ -50,15 +50,20 @@ FREED_ERROR = (
 
 
 def message_name(node: Node | None) -> str:
-    """Node names as PyTorch 2.13's error messages print them."""
+    """``Node::forward_op_name``, the name PyTorch 2.13's error messages print: ``name()``
+    without a trailing ``Backward<digits>``, keeping the digits unless they are ``0``
+    (AddBackward0 -> Add, TBackward1 -> T1, a custom Function's FBackward -> F); a name
+    with anything else after its last "Backward" (CopyBackwards) is kept whole."""
     if node is None:
         return ""
     name = node.name()
-    # PyTorch 2.13 drops "Backward0" and otherwise just "Backward": AddBackward0 -> Add,
-    # TBackward1 -> T1, a custom Function's FBackward -> F
-    if name.endswith("Backward0"):
-        return name[: -len("Backward0")]
-    return name.replace("Backward", "", 1)
+    pos = name.rfind("Backward")
+    if pos < 0:
+        return name
+    suffix = name[pos + len("Backward") :]
+    if suffix and not all(ch in "0123456789" for ch in suffix):
+        return name
+    return name[:pos] if suffix in ("", "0") else name[:pos] + suffix
 
 
 class Node:
@@ -230,54 +235,111 @@ class AccumulateGrad(Node):
         return ()
 
 
+DETACHED_INPLACE_ERROR = (
+    "Trying to use a saved tensor that has been detached in-place, i.e. with .detach_()."
+    "This is not supported, please use out-of-place `.detach()` instead"
+)
+
+
 class SavedVariable:
     """``torch::autograd::SavedVariable``: a tensor saved for backward, with the
-    version it had when saved; unpacking checks the version has not moved."""
+    version it had when saved; unpacking checks the version has not moved.
+
+    As torch's: an input (or a leaf) is saved as the original tensor, whose grad_fn,
+    version counter and sizes are read again when it is unpacked; an output that is
+    not a leaf is saved as a shallow copy (``tensor_data()``: the sizes and strides of
+    save time over the same memory, sharing the version counter), unpacked with the
+    node that saved it — or, for the result of an in-place op on a view, with the
+    view's grad_fn at save time while that node is alive — as its grad_fn."""
 
     __slots__ = (
-        "_grad_fn",
+        "_data",
+        "_is_inplace_on_view",
         "_is_leaf",
         "_is_output",
+        "_keys",
         "_output_nr",
+        "_saved_original",
         "_saved_version",
-        "_tensor",
         "_version_counter",
-        "_was_freed",
+        "_was_default_constructed",
         "_weak_grad_fn",
     )
 
-    def __init__(self, tensor: Tensor | None, is_output: bool = False) -> None:
-        self._was_freed = False
-        self._tensor = tensor
+    def __init__(
+        self, tensor: Tensor | None, is_output: bool = False, is_inplace_on_view: bool = False
+    ) -> None:
+        self._data: Any = None  # the tensor (saved original) or its array at save time
+        self._was_default_constructed = tensor is None
         self._is_output = is_output
+        self._is_inplace_on_view = is_inplace_on_view
         self._weak_grad_fn: Any = None
-        self._grad_fn: Node | None = None
+        self._saved_original = False
+        self._saved_version = 0
+        self._version_counter: Any = None
+        self._is_leaf = True
+        self._output_nr = 0  # torch leaves output_nr_ at 0 for a saved original
+        self._keys = 0
         if tensor is None:
-            self._saved_version = 0
-            self._version_counter = None
-            self._is_leaf = True
-            self._output_nr = 0
             return
         if tensor.is_inference():
             raise RuntimeError(INFERENCE_SAVE_ERROR)
-        self._version_counter = tensor._version_counter
-        self._saved_version = self._version_counter.version if self._version_counter else 0
-        self._is_leaf = tensor._grad_fn is None
+        from kernels.autograd.variable import current_grad_fn
+
+        vc = tensor._version_counter
+        self._saved_version = vc.version if vc is not None else 0
+        grad_fn = current_grad_fn(tensor)  # torch's is_leaf() asks grad_fn()
+        self._is_leaf = grad_fn is None
+        if is_inplace_on_view:
+            assert not self._is_leaf and is_output
+            self._weak_grad_fn = weakref.ref(grad_fn)
+        if not is_output or self._is_leaf:
+            self._saved_original = True
+            self._data = tensor
+            return
+        # tensor_data(): this TensorImpl's metadata now, over the same memory and counter
+        self._data = tensor._data
+        self._keys = tensor._keys
+        self._version_counter = vc
         self._output_nr = tensor._output_nr
 
     def unpack(self, saved_for: Node | None = None) -> Tensor | None:
-        if self._was_freed:
-            raise RuntimeError(FREED_ERROR)
-        t = self._tensor
-        if t is None:
+        """``SavedVariable::unpack``: ``saved_for`` is the node unpacking it — torch's
+        generated nodes pass it for their saved outputs only, custom Functions always."""
+        if self._was_default_constructed:
             return None
-        vc = self._version_counter
-        if vc is not None and vc.version != self._saved_version:
-            raise RuntimeError(self._version_error(t, vc.version, saved_for))
-        return t
+        if self._data is None:
+            raise RuntimeError(FREED_ERROR)
+        from kernels.autograd.variable import current_grad_fn
 
-    def _version_error(self, t: Tensor, current: int, saved_for: Node | None = None) -> str:
-        shape = ", ".join(str(d) for d in t.shape)
+        grad_fn: Node | None
+        if self._is_inplace_on_view:
+            grad_fn = self._weak_grad_fn()
+        elif self._saved_original:
+            grad_fn = current_grad_fn(self._data)
+        else:
+            grad_fn = None
+        if not self._is_leaf and grad_fn is None:
+            # a saved input's autograd metadata was cleared by detach_()
+            if saved_for is None:
+                raise RuntimeError(DETACHED_INPLACE_ERROR)
+            grad_fn = saved_for
+        vc = self._data._version_counter if self._saved_original else self._version_counter
+        current = vc.version if vc is not None else 0
+        if current != self._saved_version:
+            raise RuntimeError(self._version_error(current, grad_fn))
+        if self._saved_original:
+            t: Tensor = self._data
+            return t
+        # a new (non-view) tensor over the saved memory, with the saved output's edge
+        var = Tensor._make(self._data, self._keys, self._version_counter)
+        var._grad_fn = grad_fn
+        var._output_nr = self._output_nr
+        return var
+
+    def _version_error(self, current: int, grad_fn: Node | None) -> str:
+        data = self._data._data if self._saved_original else self._data
+        shape = ", ".join(str(d) for d in data.shape)
         type_name = {
             "float32": "FloatTensor",
             "float64": "DoubleTensor",
@@ -285,18 +347,14 @@ class SavedVariable:
             "int64": "LongTensor",
             "int32": "IntTensor",
             "bool": "BoolTensor",
-        }[t.dtype.name]
-        from kernels.autograd.variable import anomaly_enabled, current_grad_fn
+        }[data.dtype.name]
+        from kernels.autograd.variable import anomaly_enabled
 
-        if self._is_output:
-            # torch saves an output without its grad_fn; a non-leaf one names the node that
-            # saved it (`saved_for`), a leaf one names none
-            fn: Node | None = None if self._is_leaf else saved_for
-            output_nr = self._output_nr
-        else:
-            fn = current_grad_fn(t)
-            output_nr = t._output_nr
-        where = f", which is output {output_nr} of {message_name(fn)}," if fn is not None else ""
+        where = (
+            f", which is output {self._output_nr} of {message_name(grad_fn)},"
+            if grad_fn is not None
+            else ""
+        )
         if anomaly_enabled():
             hint = (
                 "Hint: the backtrace further above shows the operation that failed to compute "
@@ -315,12 +373,12 @@ class SavedVariable:
         )
 
     def reset_data(self) -> None:
-        self._tensor = None
-        self._was_freed = True
+        self._data = None
+        self._weak_grad_fn = None
 
     @property
     def was_freed(self) -> bool:
-        return self._was_freed
+        return self._data is None and not self._was_default_constructed
 
 
 def grad_accumulator(t: Tensor) -> AccumulateGrad | None:

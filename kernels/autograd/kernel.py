@@ -46,16 +46,33 @@ class FormulaNode(Node):
         self.geometries: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
 
     def apply(self, grads: list[Tensor | None]) -> Any:
-        if all(g is None for g in grads):
-            return [None] * len(self._next_edges)
+        # as the generated ``XBackward::apply``: unpack every saved variable first (each
+        # checks its version), saved inputs by name then saved outputs, whatever
+        # gradients are needed; then compute only the gradients some input needs
+        saved = self.saved_variables
+        unpacked: dict[str, Tensor | None] = {}
+        for name in sorted(saved, key=_unpack_key):
+            # the generated code hands the node itself only to its saved outputs
+            unpacked[name] = saved[name].unpack(self if name == "result" else None)
+        n = len(self._next_edges)
+        if all(g is None for g in grads) or not any(
+            self.should_compute_output(i) for i in range(n)
+        ):
+            return [None] * n
         if self.num_outputs > 1:
             grads = list(grads)
-        out = self.derivative.formula(Ctx(self), grads)  # type: ignore[arg-type]
+        out = self.derivative.formula(Ctx(self, unpacked), grads)  # type: ignore[arg-type]
         return list(out)
 
     def release_variables(self) -> None:
         for sv in self.saved_variables.values():
             sv.reset_data()
+
+
+def _unpack_key(name: str) -> tuple[bool, str]:
+    """Torch declares (and unpacks) a node's saved inputs sorted by name, then its saved
+    outputs sorted by name; ``result`` is the only saved output here."""
+    return (name == "result", name)
 
 
 _NODE_CLASSES: dict[str, type[FormulaNode]] = {}
@@ -69,6 +86,16 @@ def node_class(d: Derivative) -> type[FormulaNode]:
         cls = type(short, (FormulaNode,), {"_name": d.node, "derivative": d, "__slots__": ()})
         _NODE_CLASSES[d.op] = cls
     return cls
+
+
+def _save_guard(d: Derivative, used_by: tuple[int, ...]) -> int:
+    """gen_variable_type's ``guard_for``: an argument that only one input's formula uses
+    is saved when that input needs a gradient (returns its index); one that several
+    formulas use, or the formula of a node with one input, or of a ``*_backward`` op,
+    is always saved (-1)."""
+    if len(used_by) != 1 or len(d.inputs) <= 1 or "backward" in d.op:
+        return -1
+    return used_by[0]
 
 
 def _differentiable(t: Any) -> bool:
@@ -109,12 +136,12 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
 
     diff_pos = [index[n] for n in d.inputs]
     cls = node_class(d)
-    save_pos = [(name, index[name], needed_by) for name, needed_by in d.save]
+    save_pos = [(name, index[name], _save_guard(d, used_by)) for name, used_by in d.save]
     attr_pos = [(a.name, i) for i, a in enumerate(args) if a.base_type != "Tensor" or a.is_list]
     shape_pos = [
         (a.name, i) for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list
     ]
-    clone_self_for = d.save_self_clone
+    clone_guard = None if d.save_self_clone is None else _save_guard(d, d.save_self_clone)
     geometry_pos = [(name, index[name]) for name in d.geometry]
 
     def autograd_kernel(ks: int, *a: Any) -> Any:
@@ -148,11 +175,11 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     tuple(t.stride()),
                     t.storage_offset(),
                 )
-            for name, i, needed_by in save_pos:
-                if not needed_by or any(node.should_compute_output(k) for k in needed_by):
+            for name, i, guard in save_pos:
+                if guard < 0 or node.should_compute_output(guard):
                     node.saved_variables[name] = SavedVariable(a[i])
-            if clone_self_for is not None and any(
-                node.should_compute_output(k) for k in clone_self_for
+            if clone_guard is not None and (
+                clone_guard < 0 or node.should_compute_output(clone_guard)
             ):
                 node.saved_variables["self"] = SavedVariable(a[self_pos].clone())
         # 4.
@@ -172,7 +199,10 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
             elif _differentiable(out):
                 set_history([out], node)
             if d.save_result:
-                node.saved_variables["result"] = SavedVariable(out, is_output=True)
+                # an in-place op's result is self, saved with its (view) grad_fn when a view
+                node.saved_variables["result"] = SavedVariable(
+                    out, is_output=True, is_inplace_on_view=is_inplace and out._base is not None
+                )
         return out
 
     return KernelFunction(autograd_kernel, True, _DEBUG, convention="full", name="autograd_kernel")
