@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from dispatch.testing._plugin import HYPOTHESIS_PROFILES
+import dispatch
+from dispatch.testing._plugin import HYPOTHESIS_PROFILES, TRACE_LINES
 from tests.test_docs import python_blocks
 
 pytest_plugins = ["pytester"]
@@ -215,7 +216,15 @@ def test_a_long_trace_is_cut_to_its_end(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "earlier lines omitted ..." in out
-    assert out.count("[call] aten::add.Tensor") == 200  # the last 400 lines: 200 calls
+    # the report is the last TRACE_LINES lines of the test's trace: the same program traced here
+    with dispatch.trace() as tr:
+        x = dispatch.ones(1)
+        for _ in range(300):
+            x = x + 1
+    tail = str(tr).splitlines()[-TRACE_LINES:]
+    calls = sum("[call] aten::add.Tensor" in line for line in tail)
+    assert 0 < calls < 300
+    assert out.count("[call] aten::add.Tensor") == calls
 
 
 # -- hypothesis profiles -----------------------------------------------------------------------
@@ -230,7 +239,12 @@ def test_the_plugin_profiles_agree_with_the_test_suites() -> None:
         out = {}
         for name in ("dev", "ci", "thorough"):
             p = settings.get_profile(name)
-            out[name] = [p.max_examples, p.deadline, sorted(h.name for h in p.suppress_health_check)]
+            out[name] = [
+                p.max_examples,
+                p.deadline,
+                p.derandomize,
+                sorted(h.name for h in p.suppress_health_check),
+            ]
         print(json.dumps(out))
         """
     )
@@ -245,13 +259,18 @@ def test_the_plugin_profiles_agree_with_the_test_suites() -> None:
         ).stdout
     )
     ours = {
-        name: [v["max_examples"], v["deadline"], sorted(v.get("suppress_health_check", ()))]
+        name: [
+            v["max_examples"],
+            v["deadline"],
+            v.get("derandomize", False),
+            sorted(v.get("suppress_health_check", ())),
+        ]
         for name, v in HYPOTHESIS_PROFILES.items()
     }
     assert ours == conftest
-    for name, (n, deadline, suppressed) in ours.items():  # and as registered here
+    for name, (n, deadline, derandomize, suppressed) in ours.items():  # and as registered here
         p = settings.get_profile(name)
-        assert [p.max_examples, p.deadline] == [n, deadline]
+        assert [p.max_examples, p.deadline, p.derandomize] == [n, deadline, derandomize]
         assert sorted(h.name for h in p.suppress_health_check) == suppressed
 
 

@@ -31,7 +31,12 @@ __all__ = ["HYPOTHESIS_PROFILES", "register_hypothesis_profiles"]
 
 # name -> settings; the same as tests/conftest.py registers (a test keeps them equal)
 HYPOTHESIS_PROFILES: Final[dict[str, dict[str, Any]]] = {
-    "ci": {"max_examples": 60, "deadline": None, "suppress_health_check": ("too_slow",)},
+    "ci": {
+        "max_examples": 60,
+        "deadline": None,
+        "derandomize": True,
+        "suppress_health_check": ("too_slow",),
+    },
     "dev": {"max_examples": 30, "deadline": None},
     "thorough": {"max_examples": 1000, "deadline": None, "suppress_health_check": ("too_slow",)},
 }
