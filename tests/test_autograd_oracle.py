@@ -659,6 +659,21 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t9 = torch.tensor(np.ones((0, 3)))",
         "t9.add_(1.0)",
     ],
+    # AsStridedBackward0 returns the input's geometry over a fresh storage: a view, version 1
+    "as_strided_backward_is_a_view_of_its_storage": [
+        "t0 = torch.tensor(np.array([1.0, 1.0, 1.0]), requires_grad=True)",
+        "t1 = t0.detach()",
+        "t2 = t0.view(-1)",
+        "t1.add_(t0)",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
+    ],
+    "as_strided_backward_of_a_narrowed_view": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1[:, 1:]",
+        "t1.mul_(2.0)",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",

@@ -117,19 +117,15 @@ class AsStridedBackward0(Node):
         self.view_geometry = geometry(view, base)
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
-        from dispatch.tensorimpl import _call
 
         g = grads[0]
         if g is None:
             return [None]
+        from kernels.autograd.derivatives import as_strided_backward
+
         base_size, base_stride, _ = self.base_geometry
         size, stride, offset = self.view_geometry
-        return [
-            _call(
-                "_as_strided_backward",
-                (g, list(base_size), list(base_stride), 0, list(size), list(stride), offset),
-            )
-        ]
+        return [as_strided_backward(g, (base_size, base_stride, 0), size, stride, offset)]
 
 
 def current_grad_fn(t: Tensor) -> Any:
