@@ -1104,8 +1104,19 @@ def permute(self: Tensor, dims: list[int]) -> Tensor:
 @cpu("unsqueeze")
 @meta("unsqueeze")
 def unsqueeze(self: Tensor, dim: int) -> Tensor:
-    a = self._data
-    return new_view_tensor(np.expand_dims(a, wrap_dim(dim, a.ndim + 1)), self)
+    return new_view_tensor(_unsqueezed(self._data, wrap_dim(dim, self._data.ndim + 1)), self)
+
+
+def _unsqueezed(a: Array, dim: int) -> Array:
+    """``inferUnsqueezeGeometry``: the other strides as they are (numpy's expand_dims may
+    rewrite a size-1 dimension's stride), the new one ``size * stride`` of the next dim."""
+    shape, strides = list(a.shape), list(a.strides)
+    new_stride = a.itemsize if dim >= a.ndim else shape[dim] * strides[dim]
+    shape.insert(dim, 1)
+    strides.insert(dim, new_stride)
+    return np.lib.stride_tricks.as_strided(
+        a, shape=tuple(shape), strides=tuple(strides), writeable=a.flags.writeable
+    )
 
 
 @cpu("squeeze")

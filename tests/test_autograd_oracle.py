@@ -674,6 +674,13 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t1.mul_(2.0)",
         "(t3,) = torch.autograd.grad(t2.sum(), (t0,))",
     ],
+    # unsqueeze keeps the other strides (inferUnsqueezeGeometry): t2[None] and the expanded
+    # value have equal strides, a full overlap, so the copy is allowed
+    "setitem_unsqueezed_self_full_overlap": [
+        "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
+        "t2 = t0.t()",
+        "with torch.no_grad(): t2[None] = t2",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",
@@ -818,3 +825,25 @@ def test_lockstep_detects_a_difference() -> None:
     run.sim_ns["t0"].requires_grad_(False)  # sabotage the dispatchsim side only
     with pytest.raises(AssertionError, match=r"(?s)t0 = torch\.tensor.*t0\.requires_grad"):
         run.step("t1 = t0 * 2.0")
+
+
+def test_view_strides_match_torch() -> None:
+    """Strides decide overlap checks and copies: every view op on odd layouts gives torch's."""
+
+    def strides(m: object) -> list[tuple[int, ...]]:
+        out = []
+        b = m.ones(2, 1, 3)  # type: ignore[attr-defined]
+        row = m.ones(1, 3)  # type: ignore[attr-defined]
+        for x in (row.t(), row, b, b.permute(2, 0, 1), b[:, :, 0:1], b.transpose(0, 1)):
+            out += [x.unsqueeze(d).stride() for d in range(-x.dim() - 1, x.dim() + 1)]
+            out += [x.squeeze().stride(), x[None].stride(), x[:, None].stride()]
+            out += [x.squeeze(d).stride() for d in range(x.dim())]
+            out += [x.expand(2, *x.shape).stride(), x.reshape(-1).stride(), x.clone().stride()]
+            y = x.clone()
+            y.unsqueeze_(1)
+            out.append(y.stride())
+        return out
+
+    import dispatch
+
+    assert strides(dispatch) == strides(torch)
