@@ -307,11 +307,13 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
         return new_cpu_tensor(np.asarray(_binary_compute(fn, self, other, alpha, r)))
 
     def inplace(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
-        r = _result_dtype(name, self, other)
-        check_cast(r, self.dtype)
-        check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
+        # TensorIterator's build order: memory overlaps, then shapes, then dtypes
         out = _writable(self)
-        if check_input_overlap(self, (other,)):
+        in_order = check_input_overlap(self, (other,))
+        r = _result_dtype(name, self, other)
+        check_inplace_shape(self, other._data.shape if isinstance(other, Tensor) else ())
+        check_cast(r, self.dtype)
+        if in_order:
             elementwise_in_order(
                 out,
                 (self._data, _operand(other)),
@@ -434,12 +436,13 @@ def pow_scalar(self: Any, exponent: Tensor) -> Tensor:
 
 @cpu("pow_.Scalar", "pow_.Tensor")
 def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
+    out = _writable(self)  # TensorIterator's order: memory overlaps, shapes, dtypes
+    in_order = check_input_overlap(self, (exponent,))
     r = pow_result_dtype(self, exponent)
-    check_cast(r, self.dtype)
     if isinstance(exponent, Tensor):
         check_inplace_shape(self, exponent._data.shape)
-    out = _writable(self)
-    if check_input_overlap(self, (exponent,)):
+    check_cast(r, self.dtype)
+    if in_order:
         elementwise_in_order(out, (self._data, exponent._data), lambda x, y: _power(x, y, r))
     else:
         _power(self, exponent, r, out=out)
@@ -830,11 +833,12 @@ def copy_(self: Tensor, src: Tensor, non_blocking: bool = False) -> Tensor:
         and a.dtype == b.dtype
     ):
         return self
-    check_inplace_shape(self, src._data.shape)
     if src.is_meta:
         raise NotImplementedError("Cannot copy out of meta tensor; no data!")
-    out = _writable(self)
-    if check_input_overlap(self, (src,)):
+    out = _writable(self)  # TensorIterator's order: memory overlaps, then shapes
+    in_order = check_input_overlap(self, (src,))
+    check_inplace_shape(self, src._data.shape)
+    if in_order:
         elementwise_in_order(out, (src._data,), lambda v: v)
     else:
         np.copyto(out, src._data, casting="unsafe")

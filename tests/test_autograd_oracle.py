@@ -681,6 +681,14 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t0.t()",
         "with torch.no_grad(): t2[None] = t2",
     ],
+    # TensorIterator checks memory overlap before shapes (and shapes before dtypes)
+    "partial_overlap_before_broadcast_shape": [
+        "t0 = torch.tensor(np.array([[1.0], [1.0]]))",
+        "t2 = t0.view(-1)",
+        "t0.add_(t2)",
+        "t0.copy_(t2)",
+        "t0.pow_(t2)",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",
