@@ -59,8 +59,10 @@ def propagate_creation_meta(prev: CreationMeta, new: CreationMeta) -> CreationMe
 
 
 def as_view(base: Tensor, out: Tensor, creation_meta: CreationMeta, differentiable: bool) -> Tensor:
-    """Make ``out`` a view of ``base``. Views of inference tensors are not tracked."""
-    if not base._keys & _AUTOGRAD_RELATED:  # base.is_inference()
+    """Make ``out`` a view of ``base``. Views of inference tensors are not tracked; a kernel
+    that returns its input object itself leaves it as it is (torch hands the same object
+    back, not a view of itself)."""
+    if out is base or not base._keys & _AUTOGRAD_RELATED:  # or base.is_inference()
         return out
     vc = base._version_counter
     out._version_counter = vc

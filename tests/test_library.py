@@ -947,3 +947,19 @@ def test_user_inplace_op_closed_library_removes_the_derived_kernel():
         ScaleOp(lib, ns)
         assert dispatcher.find_schema(f"{ns}::scale_").derived
     assert dispatcher.find_op(f"{ns}::scale_") is None
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_user_view_op_returning_its_input_object_is_not_its_own_view(requires_grad):
+    """A kernel of ``(Tensor(a) x) -> Tensor(a)`` that returns ``x`` itself: torch hands the
+    same object back, not a view (the derived ADInplaceOrView kernel once made ``x`` its own
+    ``_base``, and reading ``requires_grad`` then recursed forever)."""
+    ns = fresh_ns("ident")
+    with Library(ns, "DEF") as lib:
+        lib.define("ident(Tensor(a) x) -> Tensor(a)")
+        lib.impl("ident", lambda x: x, "CPU")
+        t = dispatch.ones(3, requires_grad=requires_grad)
+        r = getattr(dispatch.ops, ns).ident(t)
+        assert r is t
+        assert not r._is_view() and r._base is None
+        assert r.requires_grad is requires_grad
