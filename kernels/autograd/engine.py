@@ -64,6 +64,7 @@ def run_backward(
     inputs: list[Tensor] | None,
     accumulate: bool,
     allow_unused: bool = False,
+    retain_inputs: bool = False,
 ) -> list[Tensor | None]:
     """Execute the graph behind ``outputs``. With ``accumulate`` leaves' ``.grad`` are
     filled (``backward``); otherwise the gradients of ``inputs`` are returned (``grad``)."""
@@ -83,6 +84,8 @@ def run_backward(
     input_edges: list[tuple[Node | None, int]] = []
     if inputs is not None:
         for k, t in enumerate(inputs):
+            if retain_inputs:  # backward(inputs=...): torch's run_backward retains their grad
+                t.retain_grad()
             if not t.requires_grad:
                 raise RuntimeError("One of the differentiated Tensors does not require grad")
             edge = gradient_edge(t)
@@ -272,9 +275,10 @@ def backward(
     if inputs is not None:
         # accumulate only into the given leaves: run as grad(), then accumulate
         ins = _tensors(inputs)
-        res = run_backward(outputs, grads, retain_graph, create_graph, ins, False, True)
+        res = run_backward(outputs, grads, retain_graph, create_graph, ins, False, True, True)
         for t, g in zip(ins, res):
-            if g is not None:
+            # a non-leaf input got its gradient from its retains-grad hook
+            if g is not None and t._grad_fn is None:
                 t._grad = g if t._grad is None else t._grad + g
         return
     run_backward(outputs, grads, retain_graph, create_graph, None, True)
