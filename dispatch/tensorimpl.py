@@ -319,9 +319,11 @@ class Tensor:
         """Keep ``.grad`` for a non-leaf tensor after backward (a no-op on leaves)."""
         if not self.requires_grad:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-        fn = self.grad_fn
-        if fn is None or self._retains_grad:
+        # the stored grad_fn decides leafness here (VariableHooks::is_leaf), then grad_fn()
+        # (which regenerates a stale view's) receives the hook
+        if self._grad_fn is None or self._retains_grad:
             return
+        fn = self.grad_fn
         import weakref
 
         ref = weakref.ref(self)

@@ -66,6 +66,8 @@ def _load() -> None:
             extra["view"] = nf.view
         if not nf.bump_version:
             extra["bump"] = False
+        if nf.inplace_view:
+            extra["inplace_view"] = True
         dispatcher.register_def(schema, _debug(load), extra)
         full = schema.full_name
         short = full.split("::", 1)[1]

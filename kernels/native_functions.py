@@ -16,7 +16,10 @@ differentiable view, tracked with ``_base``), ``"multi"`` (several views of one
 base: unbind/split/chunk) or ``"non_differentiable"`` (``detach``: shares the
 version counter, is not a view). ``bump_version=False`` marks the one mutable
 schema whose ADInplaceOrView kernel PyTorch writes by hand without a bump
-(``detach_`` only changes autograd metadata).
+(``detach_`` only changes autograd metadata). ``inplace_view=True`` is torch's
+``inplace_view`` tag: an in-place op that only changes the tensor's view metadata
+(``t_``, ``transpose_``...); its Autograd kernel sets the tensor's history as a view
+op does (``set_history``) instead of rebasing it (no CopySlices on a view's base).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class NativeFunction:
     kind: str  # "cpu" | "cea" | "cia" | "factory"
     view: str | None = None
     bump_version: bool = True  # False: a Tensor(a!) that PyTorch's kernel does not bump (detach_)
+    inplace_view: bool = False  # torch's `inplace_view` tag: t_, transpose_, unsqueeze_, squeeze_
 
 
 _F = NativeFunction
@@ -176,11 +180,11 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::chunk(Tensor(a -> *) self, int chunks, int dim=0) -> Tensor(a)[]", "cia"),
     _F("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", "cpu", view="multi"),
     # -- in-place view-metadata ops -----------------------------------------------------------
-    _F("aten::t_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
-    _F("aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)", "cpu"),
-    _F("aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu"),
-    _F("aten::squeeze_(Tensor(a!) self) -> Tensor(a!)", "cpu"),
-    _F("aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu"),
+    _F("aten::t_(Tensor(a!) self) -> Tensor(a!)", "cpu", inplace_view=True),
+    _F("aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)", "cpu", inplace_view=True),
+    _F("aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu", inplace_view=True),
+    _F("aten::squeeze_(Tensor(a!) self) -> Tensor(a!)", "cpu", inplace_view=True),
+    _F("aten::squeeze_.dim(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu", inplace_view=True),
     # -- factories -------------------------------------------------------------------------
     _F(
         "aten::empty.memory_format(SymInt[] size, *, ScalarType? dtype=None, Layout? layout=None, Device? device=None, bool? pin_memory=None, MemoryFormat? memory_format=None) -> Tensor",

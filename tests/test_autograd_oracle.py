@@ -550,6 +550,25 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t1.sum()",
         "t2.backward()",
     ],
+    # backward(inputs=[non-leaf]) calls retain_grad() on it (autograd.cpp run_backward): its
+    # .grad is filled by the hook (once), here and in any later backward / autograd.grad
+    "backward_inputs_non_leaf_retains_grad": [
+        LEAF,
+        "t1 = t0.neg()",
+        "t0.sum().backward(inputs=[t1])",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t0,))",
+    ],
+    "backward_inputs_non_leaf_twice": [
+        LEAF,
+        "t1 = t0.neg()",
+        "(t1 * 2.0).sum().backward(inputs=[t1, t1])",
+        "(t1 * 2.0).sum().backward(inputs=[t0])",
+    ],
+    "backward_inputs_not_requiring_grad": [
+        LEAF,
+        "t9 = torch.tensor(np.array([1.0]))",
+        "t0.sum().backward(inputs=[t9])",
+    ],
     # setitem follows torch's copy_to: whole index -> self, scalar -> fill_, value view+expand
     "setitem_whole_index_leaf": [LEAF, "t0[...] = 1.0"],
     "setitem_whole_slice_nonleaf": [LEAF, "t1 = t0.clone()", "t1[0:2] = 1.0"],

@@ -650,10 +650,9 @@ class ProgramGenerator:
             kinds.append("detach_")
         else:
             kinds = ["binary", "unary", "fill", "copy", "augmented"]
-            if not t._is_view():  # KNOWN: inplace_view_op_on_view_of_non_leaf
-                kinds += ["unsqueeze_", "squeeze_"] + (["transpose_"] if nd >= 1 else [])
-                if nd <= 2:
-                    kinds.append("t_")
+            kinds += ["unsqueeze_", "squeeze_"] + (["transpose_"] if nd >= 1 else [])
+            if nd <= 2:
+                kinds.append("t_")
             if nd >= 1:
                 kinds.append("setitem")
             kinds.append("detach_")
@@ -1015,7 +1014,7 @@ t2 = t1[0]
 t2.add_(1.0)
 """,
     # view-metadata in-place ops on a view: torch gives the view e.g. UnsqueezeBackward1 and
-    # leaves the base alone; dispatchsim rebases as for a data in-place op (CopySlices)
+    # leaves the base alone (set_history, not rebase_history: no CopySlices)
     "inplace_view_op_on_view_of_non_leaf": """
 t0 = torch.ones(2, 3, requires_grad=True)
 t1 = t0.clone()
@@ -1127,7 +1126,6 @@ KNOWN = frozenset(
         "invalid_inplace_on_inference_tensor_outside_inference_mode",
         "inplace_on_expanded_inference_tensor_outside_inference_mode",
         "version_of_reductions_of_inference_tensors",
-        "inplace_view_op_on_view_of_non_leaf",
     }
 )
 

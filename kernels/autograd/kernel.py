@@ -11,7 +11,10 @@ ONE generic kernel, built per operator from its schema and its entry in
 4. redispatch below Autograd, under ``AutoDispatchBelowADInplaceOrView`` for
    functional and view ops or ``AutoDispatchBelowAutograd`` for in-place / out=
    ops (so operators a backend kernel calls go straight to the backend);
-5. ``set_history`` on the outputs, or ``rebase_history`` on an in-place op's self.
+5. ``set_history`` on the outputs, or ``rebase_history`` on an in-place op's self —
+   except for an in-place *view* op (``t_``, ``transpose_``...: torch's ``inplace_view``
+   tag), whose self gets ``set_history`` as a view op's output does (gen_variable_type:
+   ``"rebase" if modifies_arguments(f) and view_info is None else "set"``).
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
     is_out = schema.is_out_fn
     is_inplace = bool(mutable) and not is_out
     self_pos = mutable[0] if is_inplace else -1
+    rebase = is_inplace and not entry.extra.get("inplace_view", False)
     op_name = schema.name
     below = RAW_AUTOGRAD if (is_inplace or is_out) else RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
     tensor_pos = [i for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list]
@@ -191,8 +195,10 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
             s.excluded = prev
         # 5.
         if node is not None:
-            if is_inplace:
+            if rebase:
                 rebase_history(a[self_pos], node)
+            elif is_inplace:
+                set_history([a[self_pos]], node)
             elif isinstance(out, list | tuple):
                 node.num_outputs = len(out)
                 set_history([o if _differentiable(o) else None for o in out], node)

@@ -143,6 +143,7 @@ def current_grad_fn(t: Tensor) -> Any:
         handle_view_on_rebase(t, indirect=True)
         fn = AsStridedBackward0(base, t)
         fn.input_metadata = [(tuple(t._data.shape), t.dtype, t.device.type)]
+        _move_retains_grad(t, fn)
         t._grad_fn = fn
         t._output_nr = 0
         t._attr_version = current
@@ -198,6 +199,10 @@ def rebase_history(t: Tensor, fn: Node, output_nr: int = 0) -> None:
 
 
 def _move_retains_grad(t: Tensor, new_fn: Node, output_nr: int = 0) -> None:
+    """``update_tensor_hooks_on_new_gradfn``: ``t``'s grad_fn is about to change from its
+    stored one to ``new_fn``; a retains-grad hook moves along (only ``rebase_history`` and
+    the regeneration of a view's grad_fn call this: ``set_history`` of an in-place view op
+    leaves the hook where it was, as torch's does)."""
     old = t._grad_fn
     if t._retains_grad and old is not None:
         hook = old._retains_grad_hooks.pop(t._output_nr, None)
