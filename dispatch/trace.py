@@ -983,7 +983,15 @@ class Trace:
         )
         holder: Any = inner if wraps is not None else node
         for sname, sv in _saved_variables(holder):
-            st = getattr(sv, "_tensor", None)
+            # a saved input (or leaf) is kept as the tensor itself; a saved output as a
+            # snapshot of its metadata over the output's array
+            data = getattr(sv, "_data", None)
+            if getattr(sv, "_saved_original", False):
+                st = data
+            elif data is not None and data is t._data:
+                st = t
+            else:
+                st = None
             effects.append(
                 SavedVariableRecorded(
                     sname,
