@@ -150,22 +150,11 @@ def _is_stealable(t: Tensor) -> bool:
 
 
 def is_non_overlapping_and_dense(t: Tensor) -> bool:
-    """``TensorImpl::compute_non_overlapping_and_dense``: some permutation of the
-    dimensions lays the elements out contiguously."""
-    sizes = tuple(t.shape)
-    strides = tuple(t.stride())
-    if len(sizes) == 1:
-        return sizes[0] < 2 or strides[0] == 1
-    # dimensions of size < 2 go last, the others by increasing stride
-    perm = sorted(range(len(sizes)), key=lambda d: (sizes[d] < 2, strides[d]))
-    require = 1
-    for d in perm:
-        if sizes[d] < 2:
-            return True
-        if strides[d] != require:
-            return False
-        require *= sizes[d]
-    return True
+    """``TensorImpl::is_non_overlapping_and_dense``: some permutation of the dimensions lays
+    the elements out contiguously."""
+    from kernels.cpu import non_overlapping_and_dense
+
+    return non_overlapping_and_dense(t._data)
 
 
 def obeys_layout_contract(grad: Tensor, variable: Tensor) -> bool:
