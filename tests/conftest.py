@@ -10,16 +10,24 @@ from hypothesis import HealthCheck, settings
 # "ci" replays the same examples on every run (derandomize): a CI result depends on the
 # commit, not on the day. New examples come from the "dev"/"thorough" profiles and the
 # fuzzers' environment variables, run by hand; what they find is kept as a named regression.
+# Each profile derives from hypothesis's "default" one, not from whatever profile is loaded
+# (hypothesis loads its own "ci" profile when the CI environment variable is set).
+_DEFAULT = settings.get_profile("default")
 settings.register_profile(
     "ci",
+    parent=_DEFAULT,
     max_examples=60,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", max_examples=30, deadline=None)
+settings.register_profile("dev", parent=_DEFAULT, max_examples=30, deadline=None)
 settings.register_profile(
-    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    "thorough",
+    parent=_DEFAULT,
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
