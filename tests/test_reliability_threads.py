@@ -295,8 +295,12 @@ def _ag_tag(op_getter: Callable[[], Any], value: float) -> Callable[..., dispatc
 CLEAR_ERRORS = (
     # the operator is not defined right now
     (AttributeError, "object has no attribute 'dyn'"),
+    # a packet looked up a moment before its last overload went away
+    (AttributeError, "The underlying op of 'rel_race_dyn.dyn' has no overload name 'default'"),
     # a handle kept from before its library was closed
     (RuntimeError, "has been deregistered"),
+    # an autograd kernel redispatching through a handle whose definition just went away
+    (RuntimeError, "operator rel_race_dyn::dyn has no schema"),
     # defined, but its kernel is not registered (yet / any more)
     (NotImplementedError, "Could not run 'rel_race_dyn::dyn' with arguments from the"),
     (NotImplementedError, "Could not run 'rel_race::tag' with arguments from the"),
