@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+import numpy as np
+
 from dispatch.keys import KEY_BY_INDEX, RUNTIME_KEYS, DispatchKey
 from dispatch.keyset import DispatchKeySet
 from dispatch.operator import KernelFunction, OperatorEntry, TableEntry, fallthrough_kernel
@@ -52,6 +54,73 @@ class ArgumentError(TypeError, RuntimeError):
     with these texts; Python code expects TypeError — this is both."""
 
 
+def _is_int(v: Any) -> bool:
+    # int (and bool, as torch's int parsing takes it), numpy integers, 0-dim tensors
+    return isinstance(v, int | Tensor) or (
+        not isinstance(v, float | str) and hasattr(type(v), "__index__")
+    )
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, float | int | Tensor | np.floating | np.integer)
+
+
+def _is_number(v: Any) -> bool:
+    # Scalar ("number"); dispatchsim also lets a Tensor through (torch.ops rejects it)
+    return isinstance(v, int | float | complex | Tensor | np.number | np.bool_)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, int | Tensor | np.bool_ | np.integer)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+_SCALAR_CHECKS: Final[dict[str, Callable[[Any], bool]]] = {
+    "int": _is_int,
+    "SymInt": _is_int,
+    "float": _is_float,
+    "Scalar": _is_number,
+    "bool": _is_bool,
+    "str": _is_str,
+}
+_TORCH_TYPE_NAMES: Final = {"SymInt": "int", "Scalar": "number"}
+
+
+def _torch_type_name(a: Any) -> str:
+    """The type as torch's argument errors name it: ``Optional[List[int]]``, ``number``."""
+    name = _TORCH_TYPE_NAMES.get(a.base_type, a.base_type)
+    if a.is_list:
+        name = f"List[{name}]"
+    return f"Optional[{name}]" if a.is_optional else name
+
+
+def _scalar_check(a: Any) -> Callable[[Any], bool] | None:
+    """What a non-tensor argument accepts (None: not checked), as torch's ``toIValue``:
+    ``int`` / ``SymInt`` / ``float`` / ``Scalar`` / ``bool`` / ``str`` and int lists
+    (``int[2]`` also takes one int); ``None`` only where the type is optional."""
+    elem = _SCALAR_CHECKS.get(a.base_type)
+    if elem is None or (a.is_list and a.base_type not in ("int", "SymInt")):
+        return None
+    optional = bool(a.is_optional)
+    if not a.is_list:
+        if optional:
+            return lambda v: v is None or elem(v)
+        return elem
+    one_int_ok = a.list_size is not None
+
+    def int_list(v: Any) -> bool:
+        if v is None:
+            return optional
+        if isinstance(v, list | tuple):
+            return all(_is_int(x) for x in v)
+        return one_int_ok and _is_int(v) and not isinstance(v, Tensor)
+
+    return int_list
+
+
 class Binder:
     """Binds ``(*args, **kwargs)`` to a schema and extracts the tensor key sets.
 
@@ -66,6 +135,7 @@ class Binder:
         "n_args",
         "n_pos",
         "names",
+        "scalar_checks",
         "schema",
         "tensor_pos",
         "tensorlist_pos",
@@ -85,6 +155,13 @@ class Binder:
         )
         self.tensorlist_pos = tuple(
             i for i, a in enumerate(args) if a.base_type == "Tensor" and a.is_list
+        )
+        # (position, accepts, torch's name of the type, N of an int[N]) of the checked
+        # non-tensor arguments
+        self.scalar_checks = tuple(
+            (i, check, _torch_type_name(a), a.list_size or 0)
+            for i, a in enumerate(args)
+            if (check := _scalar_check(a)) is not None
         )
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -142,13 +219,19 @@ class Binder:
                 isinstance(t, Tensor) or (t is None and args[i].elem_optional) for t in v
             ):
                 self._type_error(i, v)
+        for i, accepts, type_name, size in self.scalar_checks:
+            v = full[i]
+            if not accepts(v):
+                self._type_error(i, v, type_name)
+            if size and isinstance(v, int):  # int[2] stride=1 -> [1, 1], as torch's parser
+                full[i] = [v] * size
         return tuple(full)
 
-    def _type_error(self, i: int, value: Any) -> None:
+    def _type_error(self, i: int, value: Any, type_name: str | None = None) -> None:
         schema = self.schema
         raise ArgumentError(
             f"{schema.full_name.split('.')[0]}() Expected a value of type "
-            f"'{schema.arguments[i].type}' for argument '{self.names[i]}' but instead found type "
+            f"'{type_name or schema.arguments[i].type}' for argument '{self.names[i]}' but instead found type "
             f"'{type(value).__name__}'.\nPosition: {i}\nValue: {value!r}\nDeclaration: {schema}"
         )
 
@@ -207,14 +290,14 @@ class OpOverload:
     def overloadpacket(self) -> OpOverloadPacket:
         return dispatcher.packet(self._qualname)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         entry = self._entry
         binder = entry.binder
         if binder is None:
             raise RuntimeError(f"operator {entry.name} has been deregistered")
         return call(entry, binder.bind(args, kwargs))
 
-    def redispatch(self, ks: DispatchKeySet | int, *args: Any, **kwargs: Any) -> Any:
+    def redispatch(self, ks: DispatchKeySet | int, /, *args: Any, **kwargs: Any) -> Any:
         return redispatch(self, ks, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -248,14 +331,20 @@ class OpOverloadPacket:
     def overloads(self) -> list[str]:
         return list(self._overloads)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:
         default = self._overloads.get("default")
         if default is not None:
             return default(*args, **kwargs)
+        overloads = tuple(self._overloads.values())  # another thread may change the dict
+        if not overloads:
+            raise RuntimeError(f"operator {self._qualname} has been deregistered")
         errors = []
-        for ov in self._overloads.values():
+        for ov in overloads:
+            binder = ov._entry.binder
+            if binder is None:
+                continue
             try:
-                bound = ov._entry.binder.bind(args, kwargs)
+                bound = binder.bind(args, kwargs)
             except TypeError as e:
                 errors.append(str(e))
                 continue
@@ -574,7 +663,12 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
     """
     s = _tls  # one TLS read per call
     mask, calls, wants = entry.dispatch_state
-    ks = (entry.binder.tensor_keys(args) | s.included) & ~s.excluded & mask
+    try:  # zero-cost unless it raises
+        ks = (entry.binder.tensor_keys(args) | s.included) & ~s.excluded & mask
+    except AttributeError:
+        if entry.binder is None:  # another thread closed the library since the call bound
+            raise RuntimeError(f"operator {entry.name} has been deregistered") from None
+        raise
     if _tracers and s.tracer is not None:  # the one check a call pays for tracing
         return s.tracer.on_call(entry, args, ks, None)
     i = ks.bit_length()
@@ -605,7 +699,7 @@ def run_entry(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
 
 
 def redispatch(
-    op: OpOverload | OperatorEntry, ks: DispatchKeySet | int, *args: Any, **kwargs: Any
+    op: OpOverload | OperatorEntry, ks: DispatchKeySet | int, /, *args: Any, **kwargs: Any
 ) -> Any:
     """``Dispatcher::redispatch``: call ``op`` with the key set ``ks`` as given.
 
