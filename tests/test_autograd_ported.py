@@ -649,9 +649,7 @@ def test_autograd_inplace_views_creation_meta() -> None:
 
 
 def test_autograd_print_tensor() -> None:
-    """test/test_autograd.py::TestAutograd::test_autograd_print_tensor
-
-    Dropped: the last block (repr of a custom Function output, `grad_fn=<FuncBackward>`)."""
+    """test/test_autograd.py::TestAutograd::test_autograd_print_tensor"""
     a = dispatch.ones(1, requires_grad=True)
     a_clone = a.clone()
     assert repr(a) == "tensor([1.], requires_grad=True)"
@@ -664,6 +662,18 @@ def test_autograd_print_tensor() -> None:
     # Special handling for printing view created in no-grad and modified
     # in-placed in no-grad.
     assert repr(b) == "tensor([2.], grad_fn=<Invalid>)"
+
+    class Func(autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            return x
+
+        @staticmethod
+        def backward(ctx: Any, x: Any) -> Any:
+            return x
+
+    c = Func.apply(a)
+    assert repr(c) == "tensor([2.], grad_fn=<FuncBackward>)"
 
 
 def test_autograd_inplace_view_of_view() -> None:
@@ -908,8 +918,7 @@ def _double_backward_modify_base() -> bool:
 def test_inplace_on_view_double_backward(case: Callable[[], bool]) -> None:
     """The gradgradcheck halves of TestAutogradDeviceType::test_inplace_on_view_gradcheck,
     ::test_inplace_on_view_makes_base_require_grad and ::test_inplace_on_view_modify_base
-    (which torch passes). Expected to fail until dispatchsim models that double backward;
-    strict, so it reports when it starts to pass."""
+    (which torch passes, and so does dispatchsim)."""
     assert case()
 
 
