@@ -176,7 +176,11 @@ NATIVE_FUNCTIONS: Final[tuple[NativeFunction, ...]] = (
     _F("aten::unbind.int(Tensor(a -> *) self, int dim=0) -> Tensor(a)[]", "cpu", view="multi"),
     # -- in-place view-metadata ops -----------------------------------------------------------
     _F("aten::t_(Tensor(a!) self) -> Tensor(a!)", "cpu", inplace_view=True),
-    _F("aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)", "cpu", inplace_view=True),
+    _F(
+        "aten::transpose_(Tensor(a!) self, int dim0, int dim1) -> Tensor(a!)",
+        "cpu",
+        inplace_view=True,
+    ),
     _F("aten::unsqueeze_(Tensor(a!) self, int dim) -> Tensor(a!)", "cpu", inplace_view=True),
     _F("aten::squeeze_(Tensor(a!) self) -> Tensor(a!)", "cpu", inplace_view=True),
     # -- factories -------------------------------------------------------------------------

@@ -799,18 +799,21 @@ def _as_strided(draw: st.DrawFn, op: str) -> Built:
     return (lambda a: A.as_strided(a, [k], [2], offset) * 1), (x,)
 
 
-@case("_as_strided_backward", kind="a view whose base changed in place")
+@case("_as_strided_backward", kind="views whose base changed in place")
 def _regenerated_view(draw: st.DrawFn, op: str) -> Built:
-    shape = draw(NONSCALAR)
+    shape = draw(NONSCALAR.filter(lambda s: math.prod(s) >= 3))
     x = leaf(array(draw, shape))
     i = draw(st.integers(-shape[0], shape[0] - 1))
+    offset = draw(st.integers(0, math.prod(shape) - 3))
     factor = draw(st.sampled_from([2.0, -0.5]))
 
     def fn(a: T) -> T:
         b = a.clone()
-        v = b[i]  # a view of b ...
-        b.mul_(factor)  # ... whose base changes in place: v.grad_fn becomes AsStridedBackward0
-        return v * v
+        v = b[i]  # views of b ...
+        w = A.as_strided(b, [2, 2], [1, 1], offset)  # (one that overlaps itself)
+        b.mul_(factor)  # ... whose base changes in place: their grad_fn becomes
+        # AsStridedBackward0, which scatters w's gradient with _as_strided_backward
+        return (v * v).sum() + (w * w).sum()
 
     return fn, (x,)
 
