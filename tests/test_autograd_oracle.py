@@ -550,6 +550,30 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t2 = t1.sum()",
         "t2.backward()",
     ],
+    # AsStridedBackward0 (a view regenerated after its base changed in place) is torch's
+    # as_strided_backward: the gradient is a view of a fresh "storage", written once (version 1)
+    "regenerated_view_grad_is_view_of_storage": [
+        LEAF,
+        "t1 = t0.view(-1)",
+        "with torch.no_grad(): t0.mul_(2.0)",
+        "(t2,) = torch.autograd.grad(t1.sum(), (t0,))",
+    ],
+    # ... an empty view's is at::zeros (empty + zero_(): version 1, not a view)
+    "regenerated_empty_view_grad": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1[0:0]",
+        "t1.mul_(2.0)",
+        "(t3,) = torch.autograd.grad(t2.sum(), (t1,))",
+    ],
+    # ... a view overlapping itself scatter-adds (index_add_ in torch)
+    "regenerated_overlapping_view_grad": [
+        LEAF,
+        "t1 = t0.clone()",
+        "t2 = t1.as_strided((2, 2, 2), (3, 1, 1), 0)",
+        "t1.mul_(2.0)",
+        "(t3,) = torch.autograd.grad((t2 * t2).sum(), (t1,))",
+    ],
     # backward(inputs=[non-leaf]) calls retain_grad() on it (autograd.cpp run_backward): its
     # .grad is filled by the hook (once), here and in any later backward / autograd.grad
     "backward_inputs_non_leaf_retains_grad": [

@@ -527,15 +527,6 @@ def _unary(draw: st.DrawFn, op: str) -> Built:
     return f, (leaf(array(draw, draw(SMALL), kind)),)
 
 
-@case("threshold_backward", kind="relu's backward (create_graph)")
-def _threshold_backward(draw: st.DrawFn, op: str) -> Built:
-    shape, other = draw(broadcast_pair())
-    # self away from the threshold (the mask is piecewise constant in self)
-    arrays = [array(draw, shape), array(draw, other, "away0")]
-    threshold = draw(st.sampled_from([0, 0.05, -0.05]))
-    return (lambda g, s: A.threshold_backward(g, s, threshold)), leaves(arrays, requires(draw, 2))
-
-
 @case("sum", "mean")
 def _full_reduction(draw: st.DrawFn, op: str) -> Built:
     x = leaf(array(draw, draw(SMALL)))
@@ -688,7 +679,7 @@ def _with_ones(draw: st.DrawFn) -> tuple[int, ...]:
     return tuple(shape)
 
 
-@case("squeeze", "squeeze_", "squeeze.dim", "squeeze_.dim")
+@case("squeeze", "squeeze_", "squeeze.dim")
 def _squeeze(draw: st.DrawFn, op: str) -> Built:
     shape = draw(_with_ones())
     x = leaf(array(draw, shape))
@@ -698,8 +689,6 @@ def _squeeze(draw: st.DrawFn, op: str) -> Built:
         return (lambda a: a.squeeze().clone()), (x,)
     n = max(len(shape), 1)
     d = draw(st.integers(-n, n - 1))
-    if op == "squeeze_.dim":
-        return (lambda a: a.clone().squeeze_(d)), (x,)
     return (lambda a: a.squeeze(d).clone()), (x,)
 
 
@@ -810,20 +799,21 @@ def _as_strided(draw: st.DrawFn, op: str) -> Built:
     return (lambda a: A.as_strided(a, [k], [2], offset) * 1), (x,)
 
 
-@case("_as_strided_backward", kind="an overlapping view whose base changed in place")
+@case("_as_strided_backward", kind="views whose base changed in place")
 def _regenerated_view(draw: st.DrawFn, op: str) -> Built:
-    # torch's as_strided_backward needs index_add_ only when a geometry overlaps itself;
-    # dispatchsim runs that part as its own operator
-    n = draw(st.integers(3, 6))
-    x = leaf(array(draw, (n,)))
-    w = draw(st.integers(2, n - 1))
+    shape = draw(NONSCALAR.filter(lambda s: math.prod(s) >= 3))
+    x = leaf(array(draw, shape))
+    i = draw(st.integers(-shape[0], shape[0] - 1))
+    offset = draw(st.integers(0, math.prod(shape) - 3))
     factor = draw(st.sampled_from([2.0, -0.5]))
 
     def fn(a: T) -> T:
         b = a.clone()
-        v = A.as_strided(b, [n - w + 1, w], [1, 1])  # overlapping windows of b ...
-        b.mul_(factor)  # ... whose base changes in place: v.grad_fn becomes AsStridedBackward0
-        return v * v
+        v = b[i]  # views of b ...
+        w = A.as_strided(b, [2, 2], [1, 1], offset)  # (one that overlaps itself)
+        b.mul_(factor)  # ... whose base changes in place: their grad_fn becomes
+        # AsStridedBackward0, which scatters w's gradient with _as_strided_backward
+        return (v * v).sum() + (w * w).sum()
 
     return fn, (x,)
 
@@ -1109,7 +1099,6 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "relu_": lambda m, x, y, v: x.clone().relu_(),
     "sigmoid": lambda m, x, y, v: x.sigmoid(),
     "tanh": lambda m, x, y, v: x.tanh(),
-    "threshold_backward": lambda m, x, y, v: m.ops.aten.threshold_backward(x, y, 1.0),
     "sum": lambda m, x, y, v: x.sum(),
     "sum.dim_IntList": lambda m, x, y, v: x.sum(1, keepdim=True),
     "mean": lambda m, x, y, v: x.mean(),
@@ -1138,7 +1127,6 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "squeeze": lambda m, x, y, v: x.unsqueeze(0).squeeze(),
     "squeeze_": lambda m, x, y, v: x.clone().squeeze_(),
     "squeeze.dim": lambda m, x, y, v: x.squeeze(0),
-    "squeeze_.dim": lambda m, x, y, v: x.unsqueeze(0).clone().squeeze_(0),
     "expand": lambda m, x, y, v: x.expand(4, 2, 3),
     "select.int": lambda m, x, y, v: x[1],
     "slice.Tensor": lambda m, x, y, v: x[:, 1:],

@@ -668,6 +668,8 @@ def _unbind(c: Ctx, g: list[Tensor]) -> Grads:
 
 @derivative("as_strided", "AsStridedBackward0", ("self",), geometry=("self",))
 def _as_strided(c: Ctx, g: list[Tensor]) -> Grads:
+    from kernels.autograd.variable import as_strided_backward
+
     in_size, in_stride, in_offset = c.geometry("self")
     offset = c.arg("storage_offset")
     return (
@@ -679,75 +681,6 @@ def _as_strided(c: Ctx, g: list[Tensor]) -> Grads:
             in_offset if offset is None else offset,
         ),
     )
-
-
-def _maybe_overlapping_memory(sizes: Sequence[int], strides: Sequence[int]) -> bool:
-    max_index_in_slice = 0
-    for i in sorted(range(len(sizes)), key=lambda i: strides[i]):
-        if strides[i] <= max_index_in_slice:
-            return True
-        max_index_in_slice += strides[i] * (sizes[i] - 1)
-    return False
-
-
-def _min_storage_size(sizes: Sequence[int], strides: Sequence[int], offset: int) -> int:
-    if any(n == 0 for n in sizes):
-        return offset
-    return offset + 1 + sum((n - 1) * st for n, st in zip(sizes, strides))
-
-
-def as_strided_backward(
-    grad: Tensor,
-    input_geometry: tuple[Sequence[int], Sequence[int], int],
-    sizes: Sequence[int],
-    strides: Sequence[int],
-    storage_offset: int,
-) -> Tensor:
-    """torch's ``as_strided_backward`` (FunctionsManual.cpp), op for op: lay the view's
-    gradient into a fresh 1-D storage and return the input's geometry over it, so the
-    gradient is a view of that storage at version 1, as torch's is. The steps that need
-    ``index_add_`` (overlapping geometries) use ``_as_strided_backward`` instead."""
-    inp_sizes, inp_strides, inp_offset = input_geometry
-    out_sizes: list[int] = []
-    out_strides: list[int] = []
-    for i in reversed(range(grad.dim())):
-        if sizes[i] == 0:
-            return zeros(inp_sizes, grad)
-        if sizes[i] == 1:
-            grad = _call("squeeze.dim", (grad, i))
-        elif strides[i] == 0:
-            grad = _call("sum.dim_IntList", (grad, [i], False, None))
-        else:
-            out_sizes.insert(0, sizes[i])
-            out_strides.insert(0, strides[i])
-    if any(n == 0 for n in inp_sizes):
-        return zeros(inp_sizes, grad)
-    kept = [(n, st) for n, st in zip(inp_sizes, inp_strides) if n != 1]
-    if _maybe_overlapping_memory(out_sizes, out_strides) or _maybe_overlapping_memory(
-        [n for n, _ in kept], [st for _, st in kept]
-    ):
-        return _call(
-            "_as_strided_backward",
-            (
-                grad,
-                list(inp_sizes),
-                list(inp_strides),
-                inp_offset,
-                out_sizes,
-                out_strides,
-                storage_offset,
-            ),
-        )
-    shared_offset = min(inp_offset, storage_offset)
-    inp_effective_offset = inp_offset - shared_offset
-    out_effective_offset = storage_offset - shared_offset
-    base_size = max(
-        _min_storage_size([n for n, _ in kept], [st for _, st in kept], inp_effective_offset),
-        _min_storage_size(out_sizes, out_strides, out_effective_offset),
-    )
-    storage = zeros([base_size], grad)
-    _call("as_strided", (storage, out_sizes, out_strides, out_effective_offset)).copy_(grad)
-    return _call("as_strided", (storage, list(inp_sizes), list(inp_strides), inp_effective_offset))
 
 
 @derivative("_as_strided_backward", "AsStridedBackwardBackward0", ("grad",))

@@ -117,15 +117,104 @@ class AsStridedBackward0(Node):
         self.view_geometry = geometry(view, base)
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
-
         g = grads[0]
         if g is None:
             return [None]
-        from kernels.autograd.derivatives import as_strided_backward
-
-        base_size, base_stride, _ = self.base_geometry
         size, stride, offset = self.view_geometry
-        return [as_strided_backward(g, (base_size, base_stride, 0), size, stride, offset)]
+        return [as_strided_backward(g, self.base_geometry, size, stride, offset)]
+
+
+def _maybe_overlapping_memory(sizes: Sequence[int], strides: Sequence[int]) -> bool:
+    """``_maybe_overlapping_memory`` (FunctionsManual.cpp), on sizes > 1 and strides > 0."""
+    if not sizes:
+        return False
+    pairs = sorted(zip(strides, sizes))
+    max_index_in_slice = 0
+    for st, sz in pairs:
+        if st <= max_index_in_slice:
+            return True
+        max_index_in_slice += st * (sz - 1)
+    return False
+
+
+def _min_storage_size(sizes: Sequence[int], strides: Sequence[int], offset: int) -> int:
+    return offset + 1 + sum((n - 1) * s for n, s in zip(sizes, strides))
+
+
+def as_strided_backward(
+    grad: Tensor,
+    input_geometry: tuple[Sequence[int], Sequence[int], int],
+    sizes: Sequence[int],
+    strides: Sequence[int],
+    storage_offset: int,
+) -> Tensor:
+    """torch's ``as_strided_backward`` (FunctionsManual.cpp), in operators: scatter the
+    view's gradient into a fresh zero "storage", then read the base's geometry back as a
+    view of it — so the gradient is a view at version 1, as torch's. A scatter onto
+    overlapping positions, and the division for an overlapping input, use dispatchsim's
+    ``_as_strided_backward`` where torch uses ``index_add_``."""
+    from dispatch.tensorimpl import _call
+
+    inp_sizes, inp_strides, inp_offset = input_geometry
+
+    def zeros(n: Sequence[int]) -> Tensor:  # grad.new_zeros(n)
+        return _call("zeros", (list(n), grad.dtype, None, grad.device.type, None))
+
+    def at_zeros(n: Sequence[int]) -> Tensor:
+        # at::zeros called from C++ is empty().zero_() with ADInplaceOrView active (torch's
+        # Python-facing factories add AutoDispatchBelowADInplaceOrView): version 1
+        t = _call("empty.memory_format", (list(n), grad.dtype, None, grad.device.type, None, None))
+        return t.zero_()
+
+    out_sizes_: list[int] = []
+    out_strides_: list[int] = []
+    for i in range(grad.dim() - 1, -1, -1):
+        size_i, stride_i = sizes[i], strides[i]
+        if size_i == 0:
+            return at_zeros(inp_sizes)
+        if size_i == 1:
+            grad = _call("squeeze.dim", (grad, i))
+        elif stride_i == 0:
+            grad = _call("sum.dim_IntList", (grad, [i], False, None))
+        else:
+            out_sizes_.insert(0, size_i)
+            out_strides_.insert(0, stride_i)
+    out_maybe_overlap = _maybe_overlapping_memory(out_sizes_, out_strides_)
+    inp_sizes_: list[int] = []
+    inp_strides_: list[int] = []
+    for i in range(len(inp_sizes) - 1, -1, -1):
+        size_i, stride_i = inp_sizes[i], inp_strides[i]
+        if size_i == 0:
+            return at_zeros(inp_sizes)
+        if size_i != 1:
+            inp_sizes_.insert(0, size_i)
+            inp_strides_.insert(0, stride_i)
+    inp_maybe_overlap = _maybe_overlapping_memory(inp_sizes_, inp_strides_)
+    shared_offset = min(inp_offset, storage_offset)
+    inp_effective_offset = inp_offset - shared_offset
+    out_effective_offset = storage_offset - shared_offset
+    base_size = max(
+        _min_storage_size(inp_sizes_, inp_strides_, inp_effective_offset),
+        _min_storage_size(out_sizes_, out_strides_, out_effective_offset),
+    )
+    storage = zeros([base_size])
+    if out_maybe_overlap:
+        scattered = _call(
+            "_as_strided_backward",
+            (grad, [base_size], [1], 0, out_sizes_, out_strides_, out_effective_offset),
+        )
+        storage.add_(scattered)
+    else:
+        view = _call("as_strided", (storage, out_sizes_, out_strides_, out_effective_offset))
+        view.copy_(grad)
+    if inp_maybe_overlap:
+        ones = _call("ones", (list(inp_sizes_), grad.dtype, None, grad.device.type, None))
+        count = _call(
+            "_as_strided_backward",
+            (ones, [base_size], [1], 0, inp_sizes_, inp_strides_, inp_effective_offset),
+        )
+        storage.div_(count)
+    return _call("as_strided", (storage, list(inp_sizes), list(inp_strides), inp_effective_offset))
 
 
 def current_grad_fn(t: Tensor) -> Any:
