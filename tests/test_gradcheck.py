@@ -527,6 +527,15 @@ def _unary(draw: st.DrawFn, op: str) -> Built:
     return f, (leaf(array(draw, draw(SMALL), kind)),)
 
 
+@case("threshold_backward", kind="relu's backward (create_graph)")
+def _threshold_backward(draw: st.DrawFn, op: str) -> Built:
+    shape, other = draw(broadcast_pair())
+    # self away from the threshold (the mask is piecewise constant in self)
+    arrays = [array(draw, shape), array(draw, other, "away0")]
+    threshold = draw(st.sampled_from([0, 0.05, -0.05]))
+    return (lambda g, s: A.threshold_backward(g, s, threshold)), leaves(arrays, requires(draw, 2))
+
+
 @case("sum", "mean")
 def _full_reduction(draw: st.DrawFn, op: str) -> Built:
     x = leaf(array(draw, draw(SMALL)))
@@ -679,7 +688,7 @@ def _with_ones(draw: st.DrawFn) -> tuple[int, ...]:
     return tuple(shape)
 
 
-@case("squeeze", "squeeze_", "squeeze.dim")
+@case("squeeze", "squeeze_", "squeeze.dim", "squeeze_.dim")
 def _squeeze(draw: st.DrawFn, op: str) -> Built:
     shape = draw(_with_ones())
     x = leaf(array(draw, shape))
@@ -689,6 +698,8 @@ def _squeeze(draw: st.DrawFn, op: str) -> Built:
         return (lambda a: a.squeeze().clone()), (x,)
     n = max(len(shape), 1)
     d = draw(st.integers(-n, n - 1))
+    if op == "squeeze_.dim":
+        return (lambda a: a.clone().squeeze_(d)), (x,)
     return (lambda a: a.squeeze(d).clone()), (x,)
 
 
@@ -1099,6 +1110,7 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "relu_": lambda m, x, y, v: x.clone().relu_(),
     "sigmoid": lambda m, x, y, v: x.sigmoid(),
     "tanh": lambda m, x, y, v: x.tanh(),
+    "threshold_backward": lambda m, x, y, v: m.ops.aten.threshold_backward(x, y, 1.0),
     "sum": lambda m, x, y, v: x.sum(),
     "sum.dim_IntList": lambda m, x, y, v: x.sum(1, keepdim=True),
     "mean": lambda m, x, y, v: x.mean(),
@@ -1127,6 +1139,7 @@ NAME_EXPRS: dict[str, Callable[[Any, Any, Any, Any], Any]] = {
     "squeeze": lambda m, x, y, v: x.unsqueeze(0).squeeze(),
     "squeeze_": lambda m, x, y, v: x.clone().squeeze_(),
     "squeeze.dim": lambda m, x, y, v: x.squeeze(0),
+    "squeeze_.dim": lambda m, x, y, v: x.unsqueeze(0).clone().squeeze_(0),
     "expand": lambda m, x, y, v: x.expand(4, 2, 3),
     "select.int": lambda m, x, y, v: x[1],
     "slice.Tensor": lambda m, x, y, v: x[:, 1:],
