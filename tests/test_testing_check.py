@@ -176,3 +176,30 @@ def test_check_help_describes_the_exit_status(capsys: pytest.CaptureFixture[str]
     text = " ".join(out.split())
     assert "Exit status 1 if an operator failed, 2 if MODULE cannot be imported" in text
     assert "--examples EXAMPLES" in out and "--seed SEED" in out
+
+
+def test_an_operator_failing_two_ways_reports_one_failure(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``x.detach().mul_(s)`` breaks two rules (a version bump and, where the values
+    change, a mutation): hypothesis finds both, and ``check`` still reports one failure
+    instead of crashing on an exception group."""
+    ns = f"checkmod{next(_ns)}"
+    path = tmp_path / f"{ns}_two.py"
+    path.write_text(
+        "import dispatch\n"
+        f'lib = dispatch.Library("{ns}", "DEF")\n'
+        'lib.define("bad_scale(Tensor x, float s) -> Tensor")\n'
+        'lib.impl("bad_scale", lambda x, s: x.detach().mul_(s), "CPU")\n'
+    )
+    try:
+        status, out, _ = run(capsys, "check", str(path), "--examples", "20")
+    finally:
+        for mod in list(sys.modules.values()):
+            lib = getattr(mod, "lib", None)
+            if getattr(mod, "__file__", None) == str(path) and isinstance(lib, dispatch.Library):
+                lib.close()
+    assert status == 1
+    assert f"FAILED {ns}::bad_scale.default:" in out
+    assert "test_schema failed with Argument x" in out
+    assert out.rstrip().endswith("0 of 1 operators passed")
