@@ -300,11 +300,47 @@ def functional_shape(*operands: Any) -> tuple[int, ...]:
     return shape
 
 
+def iterator_output(shape: tuple[int, ...], operands: Sequence[Any], dtype: DType) -> Array:
+    """A fresh output array laid out as TensorIterator allocates one: operands of one shape
+    that are all contiguous, or all dense with the same strides, give that layout
+    (``fast_set_up``); otherwise the dimensions are ordered by the operands' strides
+    (``reorder_dimensions``, broadcast dimensions deciding nothing) and the output is dense
+    in that order."""
+    arrays = [o._data for o in operands if isinstance(o, Tensor)]
+    if not shape or (
+        all(a.shape == shape for a in arrays) and (all(a.flags.c_contiguous for a in arrays))
+    ):
+        return np.empty(shape, dtype=dtype.numpy)
+    if all(a.shape == shape for a in arrays) and len({a.strides for a in arrays}) == 1:
+        a = arrays[0]
+        if non_overlapping_and_dense(a):
+            item = a.itemsize
+            strides = [st // item * dtype.numpy.itemsize for st in a.strides]
+            buf = np.empty(max(a.size, 1), dtype=dtype.numpy)
+            return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=strides)
+    ndim = len(shape)
+    op_strides = []
+    for a in arrays:
+        b = np.broadcast_to(a, shape) if a.shape != shape else a
+        op_strides.append([st // a.itemsize for st in b.strides])
+    perm = _iteration_order(shape, op_strides)
+    if perm == list(range(ndim - 1, -1, -1)):
+        return np.empty(shape, dtype=dtype.numpy)
+    strides = [0] * ndim
+    step = dtype.numpy.itemsize
+    for d in perm:
+        strides[d] = step
+        step *= shape[d]
+    buf = np.empty(max(math.prod(shape), 1), dtype=dtype.numpy)
+    return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=strides)
+
+
 def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
     def functional(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
         r = _result_dtype(name, self, other)
-        functional_shape(self, other)
-        return new_cpu_tensor(np.asarray(_binary_compute(fn, self, other, alpha, r)))
+        shape = functional_shape(self, other)
+        out = iterator_output(shape, (self, other), r)
+        return new_cpu_tensor(_binary_compute(fn, self, other, alpha, r, out=out))
 
     def inplace(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
         # TensorIterator's build order: memory overlaps, then shapes, then dtypes
@@ -424,8 +460,8 @@ _POW_SPECIAL: dict[float, Callable[[Any], Any]] = {
 @cpu("pow.Tensor_Tensor", "pow.Tensor_Scalar")
 def pow_(self: Tensor, exponent: Any) -> Tensor:
     r = pow_result_dtype(self, exponent)
-    functional_shape(self, exponent)
-    return new_cpu_tensor(np.asarray(_power(self, exponent, r)))
+    out = iterator_output(functional_shape(self, exponent), (self, exponent), r)
+    return new_cpu_tensor(_power(self, exponent, r, out=out))
 
 
 @cpu("pow.Scalar")
@@ -455,8 +491,9 @@ def pow_inplace(self: Tensor, exponent: Any) -> Tensor:
 def _make_compare(name: str, fn: Callable[..., Any]) -> None:
     def compare(self: Tensor, other: Tensor) -> Tensor:
         r = result_type(self, other)
-        functional_shape(self, other)
-        return new_cpu_tensor(np.asarray(fn(_arr(self, r), _arr(other, r))))
+        out = iterator_output(functional_shape(self, other), (self, other), dt.bool_)
+        fn(_arr(self, r), _arr(other, r), out=out)
+        return new_cpu_tensor(out)
 
     cpu(f"{name}.Tensor")(compare)
 

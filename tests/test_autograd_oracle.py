@@ -30,6 +30,7 @@ maximum number of random steps per program (12).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -732,6 +733,14 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t0.copy_(t2)",
         "t0.pow_(t2)",
     ],
+    # a broadcasting op lays its output out like TensorIterator (the operands' stride order),
+    # so a view of it can fail as torch's does
+    "broadcast_output_layout_then_view": [
+        "t0 = torch.tensor(np.ones((3, 2)), requires_grad=True)",
+        "t1 = torch.tensor(np.ones((2, 2, 3)), requires_grad=True)",
+        "t4 = t0.t().add(t1)",
+        "t5 = t4.view(-1)",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",
@@ -896,5 +905,29 @@ def test_view_strides_match_torch() -> None:
         return out
 
     import dispatch
+
+    assert strides(dispatch) == strides(torch)
+
+
+def test_pointwise_output_strides_match_torch() -> None:
+    """TensorIterator's output layout: same-layout operands keep it, broadcasting orders the
+    output's dimensions by the operands' strides."""
+    import dispatch
+
+    def strides(m: Any) -> list[tuple[int, ...]]:
+        a, b, c = m.ones(3, 2), m.ones(2, 2, 3), m.ones(2, 1, 3)
+        at, bp = a.t(), b.permute(2, 0, 1)
+        return [
+            (at + b).stride(),
+            (at * 2).stride(),
+            (2 - at).stride(),
+            (at + c).stride(),
+            (bp + c.permute(2, 0, 1)).stride(),
+            (b[:, :, ::2] + 1).stride(),
+            (at > b).stride(),
+            at.pow(b).stride(),
+            (at / m.ones(3)).stride(),
+            at.neg().stride(),
+        ]
 
     assert strides(dispatch) == strides(torch)
