@@ -741,6 +741,17 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "t4 = t0.t().add(t1)",
         "t5 = t4.view(-1)",
     ],
+    # SqueezeBackward passes the gradient through when there is no size-1 dimension to restore
+    "squeeze_backward_without_size_one_dims": [
+        "t0 = torch.tensor(np.ones((2, 2, 3)), requires_grad=True)",
+        "t1 = t0.squeeze(0)",
+        "t2 = t0.squeeze()",
+        "(t3,) = torch.autograd.grad(t1.neg().sum(), (t0,))",
+        "(t4,) = torch.autograd.grad(t2.neg().sum(), (t0,))",
+        "t5 = torch.tensor(np.ones((2, 1, 3)), requires_grad=True)",
+        "(t6,) = torch.autograd.grad(t5.squeeze(1).neg().sum(), (t5,))",
+        "(t7,) = torch.autograd.grad(t5.squeeze().neg().sum(), (t5,))",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",

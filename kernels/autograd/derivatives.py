@@ -583,9 +583,25 @@ def _unsqueeze_(c: Ctx, g: list[Tensor]) -> Grads:
     return _unsqueeze(c, g)
 
 
+def _unsqueeze_to(g: Tensor, sizes: Sequence[int]) -> Tensor:
+    """``unsqueeze_to(grad, sizes)``: put back every size-1 dimension; with none, the
+    gradient itself passes through (not a view)."""
+    for d, n in enumerate(sizes):
+        if n == 1:
+            g = _call("unsqueeze", (g, d))
+    return g
+
+
+def _unsqueeze_dim_to(g: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:
+    """``unsqueeze_to(grad, dim, sizes)``: only if that dimension had size 1."""
+    if sizes and sizes[dim % len(sizes)] == 1:
+        return _call("unsqueeze", (g, dim % len(sizes)))
+    return g
+
+
 @derivative("squeeze", "SqueezeBackward0", ("self",))
 def _squeeze(c: Ctx, g: list[Tensor]) -> Grads:
-    return (g[0].reshape(c.shape("self")),)
+    return (_unsqueeze_to(g[0], c.shape("self")),)
 
 
 @derivative("squeeze_", "SqueezeBackward3", ("self",))
@@ -595,12 +611,12 @@ def _squeeze_(c: Ctx, g: list[Tensor]) -> Grads:
 
 @derivative("squeeze_.dim", "SqueezeBackward4", ("self",))
 def _squeeze_dim_(c: Ctx, g: list[Tensor]) -> Grads:
-    return (g[0].reshape(c.shape("self")),)
+    return (_unsqueeze_dim_to(g[0], c.arg("dim"), c.shape("self")),)
 
 
 @derivative("squeeze.dim", "SqueezeBackward1", ("self",))
 def _squeeze_dim(c: Ctx, g: list[Tensor]) -> Grads:
-    return (g[0].reshape(c.shape("self")),)
+    return (_unsqueeze_dim_to(g[0], c.arg("dim"), c.shape("self")),)
 
 
 @derivative("expand", "ExpandBackward0", ("self",))
