@@ -306,10 +306,11 @@ def iterator_output(shape: tuple[int, ...], operands: Sequence[Any], dtype: DTyp
     (``fast_set_up``); otherwise the dimensions are ordered by the operands' strides
     (``reorder_dimensions``, broadcast dimensions deciding nothing) and the output is dense
     in that order."""
-    arrays = [o._data for o in operands if isinstance(o, Tensor)]
-    if not shape or (
-        all(a.shape == shape for a in arrays) and (all(a.flags.c_contiguous for a in arrays))
-    ):
+    if len(shape) <= 1:  # one order only
+        return np.empty(shape, dtype=dtype.numpy)
+    # 0-dim operands (wrapped numbers among them) are all-broadcast: they decide nothing
+    arrays = [o._data for o in operands if isinstance(o, Tensor) and o._data.ndim]
+    if all(a.shape == shape and a.flags.c_contiguous for a in arrays):
         return np.empty(shape, dtype=dtype.numpy)
     if all(a.shape == shape for a in arrays) and len({a.strides for a in arrays}) == 1:
         a = arrays[0]
