@@ -127,10 +127,12 @@ def rsub_scalar(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
 @composite_implicit("reshape")
 def reshape(self: Tensor, shape: list[int]) -> Tensor:
     """A view when the strides allow one, else a copy (``at::native::reshape``)."""
+    if self.is_contiguous():
+        # torch's fast path: straight to view, before the sizes are even checked (so
+        # view's Autograd kernel, and its grad_fn check, run first)
+        return self.view(shape)
     viewed = view_array(self._data, shape)
     if viewed is not None:
-        if self.is_contiguous():
-            return self.view(shape)
         # at::native::reshape: a viewable non-contiguous input gets _reshape_alias
         item = viewed.itemsize
         return _call(

@@ -752,6 +752,14 @@ FOUND_BY_FUZZING: dict[str, list[str]] = {
         "(t6,) = torch.autograd.grad(t5.squeeze(1).neg().sum(), (t5,))",
         "(t7,) = torch.autograd.grad(t5.squeeze().neg().sum(), (t5,))",
     ],
+    # reshape of a contiguous tensor goes straight to view: its Autograd kernel's grad_fn
+    # check runs before any size check
+    "reshape_contiguous_is_view_first": [
+        "t1 = torch.tensor(np.array([1.0, 1.0, 1.0]), requires_grad=True)",
+        "(t3, t4, t5,) = t1.unbind(0)",
+        "with torch.no_grad(): t1.neg_()",
+        "t9 = t3.reshape(2)",
+    ],
     "second_backward_through_copyslices": [
         "t0 = torch.tensor(np.array([[1.0, 1.0, 1.0]]), requires_grad=True)",
         "t1 = t0.view(-1)",
