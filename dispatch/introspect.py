@@ -332,7 +332,15 @@ def explain(op: Op, *args: Any, **kwargs: Any) -> Explanation:
     running it: the key set (tensor arguments | TLS included - TLS excluded -
     fallthrough keys), the key whose kernel runs first and what each key would run."""
     entry, bound = _resolve_call(op, args, kwargs)
-    formation = keyset_formation(entry, bound)
+    return explanation_for(
+        entry, keyset_formation(entry, bound), _tls.grad_mode, _tls.inference_mode
+    )
+
+
+def explanation_for(
+    entry: OperatorEntry, formation: KeySetFormation, grad_mode: bool, inference_mode: bool
+) -> Explanation:
+    """The kernel each key of ``formation``'s final set would run, highest first."""
     table = entry.table
     final = formation.final
     choices = [KernelChoice.of(table[k.value]) for k in reversed(list(final))]
@@ -344,6 +352,6 @@ def explain(op: Op, *args: Any, **kwargs: Any) -> Explanation:
         first=first,
         below=tuple(choices[1:]),
         masked=tuple(KernelChoice.of(table[k.value]) for k in reversed(list(formation.masked))),
-        grad_mode=_tls.grad_mode,
-        inference_mode=_tls.inference_mode,
+        grad_mode=grad_mode,
+        inference_mode=inference_mode,
     )

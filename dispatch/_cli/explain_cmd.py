@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import dispatch
+import dispatch.functional
 from dispatch._cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -32,7 +33,7 @@ from dispatch._cli.common import (
     tree_lines,
 )
 from dispatch.dispatcher import OpOverload, OpOverloadPacket, _OpNamespace, _Ops
-from dispatch.introspect import Explanation, KernelChoice, resolve_entry
+from dispatch.introspect import Explanation, explanation_for, resolve_entry
 from dispatch.tensorimpl import Tensor
 from dispatch.trace import DispatchEvent, Trace
 
@@ -48,25 +49,7 @@ _FACTORIES: Final = (
     "zeros",
     "zeros_like",
 )
-_FUNCTIONS: Final = (
-    "add",
-    "clone",
-    "cos",
-    "div",
-    "exp",
-    "log",
-    "matmul",
-    "mean",
-    "mul",
-    "neg",
-    "pow",
-    "relu",
-    "sigmoid",
-    "sin",
-    "sub",
-    "sum",
-    "tanh",
-)
+_FUNCTIONS: Final = tuple(dispatch.functional.__all__)
 _DTYPES: Final = ("bool_", "double", "float16", "float32", "float64", "int32", "int64", "long")
 
 NAMESPACE: Final[dict[str, Any]] = {
@@ -231,22 +214,8 @@ def explanation_of(event: DispatchEvent, grad_mode: bool, inference_mode: bool) 
     """``dispatch.explain``'s answer for a call the trace recorded: its key-set arithmetic
     as it happened, and the kernel each key of the result would run, highest first."""
     entry = resolve_entry(event.op)
-    formation = event.formation
-    assert formation is not None
-    final = formation.final
-    table = entry.table
-    choices = [KernelChoice.of(table[k.value]) for k in reversed(list(final))]
-    first = choices[0] if choices else KernelChoice.of(table[0])
-    return Explanation(
-        op=entry.name,
-        formation=formation,
-        key=final.highest_priority_key().name,
-        first=first,
-        below=tuple(choices[1:]),
-        masked=tuple(KernelChoice.of(table[k.value]) for k in reversed(list(formation.masked))),
-        grad_mode=grad_mode,
-        inference_mode=inference_mode,
-    )
+    assert event.formation is not None
+    return explanation_for(entry, event.formation, grad_mode, inference_mode)
 
 
 def cmd_explain(source: str, mode: str, fmt: str, colour: bool) -> int:
