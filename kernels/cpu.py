@@ -791,32 +791,7 @@ def infer_dense_strides(sizes: Sequence[int], strides: Sequence[int]) -> list[in
     """``infer_dense_strides``: contiguous strides in the order of the input's strides
     (TensorIterator's sort; a 0 stride compares as ambiguous, so it keeps its place)."""
     ndim = len(sizes)
-    if ndim == 0:
-        return []
-    if ndim == 1:
-        return [1]
-    perm = list(range(ndim - 1, -1, -1))
-
-    def should_swap(dim0: int, dim1: int) -> int:
-        s0, s1 = strides[dim0], strides[dim1]
-        if s0 == 0 or s1 == 0:
-            return 0
-        if s0 < s1:
-            return -1
-        if s0 > s1:
-            return 1
-        return 1 if sizes[dim0] > sizes[dim1] else 0
-
-    for i in range(1, ndim):
-        dim1 = i
-        for j in range(1, i + 1):
-            dim0 = i - j
-            comparison = should_swap(perm[dim0], perm[dim1])
-            if comparison > 0:
-                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
-                dim1 = dim0
-            elif comparison < 0:
-                break
+    perm = _iteration_order(sizes, [strides])
     out = [0] * ndim
     stride = 1
     for idx in perm:

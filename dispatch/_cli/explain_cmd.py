@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import dispatch
+import dispatch.factories
 import dispatch.functional
 from dispatch._cli.common import (
     EXIT_FAILED,
@@ -37,18 +38,7 @@ from dispatch.introspect import Explanation, explanation_for, resolve_entry
 from dispatch.tensorimpl import Tensor
 from dispatch.trace import DispatchEvent, Trace
 
-_FACTORIES: Final = (
-    "arange",
-    "empty",
-    "full",
-    "ones",
-    "ones_like",
-    "rand",
-    "randn",
-    "tensor",
-    "zeros",
-    "zeros_like",
-)
+_FACTORIES: Final = tuple(n for n in dispatch.factories.__all__ if n != "manual_seed")
 _FUNCTIONS: Final = tuple(dispatch.functional.__all__)
 _DTYPES: Final = ("bool_", "double", "float16", "float32", "float64", "int32", "int64", "long")
 
