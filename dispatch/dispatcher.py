@@ -662,13 +662,21 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
     5. run the kernel of ks's highest-priority key (Undefined when ks is empty)
     """
     s = _tls  # one TLS read per call
-    mask, calls, wants = entry.dispatch_state
-    try:  # zero-cost unless it raises
-        ks = (entry.binder.tensor_keys(args) | s.included) & ~s.excluded & mask
-    except AttributeError:
-        if entry.binder is None:  # another thread closed the library since the call bound
-            raise RuntimeError(f"operator {entry.name} has been deregistered") from None
-        raise
+    mask, calls, wants, leading = entry.dispatch_state
+    # 1. (an op whose tensors are its first one or two arguments: read them directly)
+    if leading == 1:
+        ks = args[0]._keys
+    elif leading == 2:
+        ks = args[0]._keys | args[1]._keys
+    else:
+        try:  # zero-cost unless it raises
+            ks = entry.binder.tensor_keys(args)
+        except AttributeError:
+            if entry.binder is None:  # another thread closed the library since the call bound
+                raise RuntimeError(f"operator {entry.name} has been deregistered") from None
+            raise
+    # 2.-4.
+    ks = (ks | s.included) & ~s.excluded & mask
     if _tracers and s.tracer is not None:  # the one check a call pays for tracing
         return s.tracer.on_call(entry, args, ks, None)
     i = ks.bit_length()
@@ -679,7 +687,7 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
 
 def redispatch_raw(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
     """Redispatch with an explicit raw key set; reads and writes no TLS."""
-    mask, calls, wants = entry.dispatch_state
+    mask, calls, wants, _ = entry.dispatch_state
     if _tracers and _tls.tracer is not None:  # the one check a redispatch pays for tracing
         return _tls.tracer.on_call(entry, args, ks & mask, ks)
     ks &= mask
@@ -691,7 +699,7 @@ def redispatch_raw(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
 
 def run_entry(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
     """Run the kernel for ``ks``'s highest key with no tracing (the tracer calls this)."""
-    _, calls, wants = entry.dispatch_state
+    _, calls, wants, _ = entry.dispatch_state
     i = ks.bit_length()
     if wants[i]:
         return calls[i](ks, *args)

@@ -98,8 +98,8 @@ class OperatorEntry:
     """Kernels per key and the computed dispatch table of one operator.
 
     The dispatcher's hot path reads :attr:`dispatch_state` — one tuple
-    ``(non_fallthrough_mask, calls, wants_keyset)`` replaced whole on every
-    change — so that a concurrent call never sees half of an update.
+    ``(non_fallthrough_mask, calls, wants_keyset, leading_tensors)`` replaced whole on
+    every change — so that a concurrent call never sees half of an update.
     """
 
     __slots__ = (
@@ -124,10 +124,11 @@ class OperatorEntry:
         # Kernels derived from the schema at def() time (the generic ADInplaceOrView kernel).
         self.derived: dict[DispatchKey, KernelFunction] = {}
         self.table: tuple[TableEntry, ...] = ()
-        self.dispatch_state: tuple[int, tuple[Callable[..., Any], ...], tuple[bool, ...]] = (
+        self.dispatch_state: tuple[int, tuple[Callable[..., Any], ...], tuple[bool, ...], int] = (
             RAW_FULL,
             (),
             (),
+            0,
         )
         self.binder: Any = None  # set by the dispatcher once a schema is known
         self.extra: dict[str, Any] = {}  # per-operator data kernels attach (e.g. view kind)
@@ -228,7 +229,18 @@ class OperatorEntry:
             calls.append(fn)
             wants.append(wk)
         self.table = table
-        self.dispatch_state = (mask, tuple(calls), tuple(wants))
+        self.dispatch_state = (mask, tuple(calls), tuple(wants), self._leading_tensors())
+
+    def _leading_tensors(self) -> int:
+        """1 or 2 when the tensor arguments are exactly the first one or two, required
+        (the dispatcher then reads their key sets directly); 0 otherwise."""
+        binder = self.binder
+        if binder is None or binder.tensorlist_pos or binder.tensor_pos not in ((0,), (0, 1)):
+            return 0
+        args = binder.schema.arguments
+        if any(args[i].is_optional for i in binder.tensor_pos):
+            return 0
+        return len(binder.tensor_pos)
 
     @property
     def non_fallthrough_mask(self) -> int:

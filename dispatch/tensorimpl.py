@@ -123,6 +123,8 @@ class Device:
         return self.type
 
 
+_CPU_DEVICE: Final = Device("cpu")
+_META_DEVICE: Final = Device("meta")
 _CPU_BIT: Final = DispatchKey.CPU.bit
 _META_BIT: Final = DispatchKey.Meta.bit
 _NORMAL_CPU: Final = _CPU_BIT | RAW_ADINPLACEORVIEW | DispatchKey.AutogradCPU.bit
@@ -196,7 +198,8 @@ class Tensor:
 
     @property
     def device(self) -> Device:
-        return Device("meta" if self._keys & _META_BIT else "cpu")
+        # devices are immutable: one object per type (autograd records one per output)
+        return _META_DEVICE if self._keys & _META_BIT else _CPU_DEVICE
 
     @property
     def is_meta(self) -> bool:
@@ -333,7 +336,7 @@ class Tensor:
             if t is not None:
                 t._grad = grad.clone() if t._grad is None else t._grad + grad
 
-        fn._retains_grad_hooks[self._output_nr] = retain
+        fn.add_retains_grad_hook(self._output_nr, retain)
         self._retains_grad = True
 
     @property
@@ -869,8 +872,12 @@ def _scalar(x: Any) -> Any:
 
 
 def _shape(args: Sequence[Any]) -> list[int]:
-    if len(args) == 1 and isinstance(args[0], list | tuple | Size):
-        args = args[0]
+    if len(args) == 1:
+        first = args[0]
+        if type(first) is int:  # view(-1), reshape(n): the common case
+            return [first]
+        if isinstance(first, list | tuple | Size):
+            args = first
     out = []
     for a in args:
         if isinstance(a, bool) or not isinstance(a, int | np.integer):
@@ -956,6 +963,12 @@ def _is_long(obj: Any) -> bool:
 
 def _unpack_slice(s: slice) -> tuple[int, int, int]:
     """``PySlice_Unpack``: missing parts filled in for a positive step."""
+    start, stop, step = s.start, s.stop, s.step
+    if step is None and type(start) is int:  # a[i:], a[i:j]: the common slices
+        if stop is None:
+            return start, _INDEX_MAX, 1
+        if type(stop) is int:
+            return start, stop, 1
     step = 1 if s.step is None else operator.index(s.step)
     if step == 0:
         raise ValueError("slice step cannot be zero")
@@ -994,15 +1007,10 @@ def _apply_slice(t: Tensor, dim: int, s: slice, disable_slice_optimization: bool
     start, stop, step = _unpack_slice(s)
     if step <= 0:
         raise ValueError("step must be greater than zero")
-    sizes = t.shape
-    if (
-        len(sizes) > 0
-        and not disable_slice_optimization
-        and start == 0
-        and _size_at(sizes, dim) <= stop
-        and step == 1
-    ):
-        return t
+    if not disable_slice_optimization:
+        sizes = t._data.shape
+        if len(sizes) > 0 and start == 0 and _size_at(sizes, dim) <= stop and step == 1:
+            return t
     return _call("slice.Tensor", (t, dim, start, stop, step))
 
 

@@ -109,7 +109,7 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
 
     def ad_inplace_or_view(ks: int, *a: Any) -> Any:
         s = _tls
-        if not s.inference_mode:
+        if mutable and not s.inference_mode:
             # Checked before the data is touched (PyTorch checks after; see the module doc).
             for i in mutable_single:
                 t = a[i]
@@ -137,7 +137,13 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
                 if t is not None and t._version_counter is not None:
                     t._version_counter.version += 1
         if views:
-            meta = creation_meta_for_new_view(multi)
+            # creation_meta_for_new_view, inlined (the state is at hand)
+            if s.inference_mode:
+                meta = CreationMeta.INFERENCE_MODE
+            elif not s.grad_mode:
+                meta = CreationMeta.NO_GRAD_MODE
+            else:
+                meta = CreationMeta.MULTI_OUTPUT_NODE if multi else CreationMeta.DEFAULT
             for ri, ai in views:
                 base = a[ai]
                 if list_return:

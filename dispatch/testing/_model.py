@@ -440,7 +440,7 @@ def _check_operator_table(
             f"{entry.name}: the live table differs from one recomputed from scratch: "
             + "; ".join(diff),
         )
-    mask, calls, wants = entry.dispatch_state
+    mask, calls, wants, _ = entry.dispatch_state
     ft_bits = 0
     for te in live:
         if te.is_fallthrough:

@@ -62,10 +62,10 @@ class Ctx:
         return self.saved("result")
 
     def arg(self, name: str) -> Any:
-        return self._node.attrs[name]
+        return self._node.arg(name)
 
     def shape(self, name: str) -> list[int]:
-        return list(self._node.shapes[name])
+        return list(self._node.shape_of(name))
 
     def geometry(self, name: str) -> tuple[list[int], list[int], int]:
         """(size, stride, storage_offset) of an input, recorded when the op ran."""
@@ -73,7 +73,7 @@ class Ctx:
         return list(size), list(stride), offset
 
     def dtype(self, name: str) -> DType:
-        d: DType = self._node.dtypes[name]
+        d: DType = self._node.dtype_of(name)
         return d
 
     def needs(self, i: int) -> bool:

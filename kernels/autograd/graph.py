@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from dispatch.tensorimpl import Tensor
 from dispatch.tls import state as _tls
@@ -74,13 +75,18 @@ class Node:
     # nothing else (False for user code: a custom Function's backward may keep them)
     _outputs_owned: ClassVar[bool] = True
 
+    # Hooks are rare: until one is registered a node reads these shared empty class
+    # attributes (never mutated: the first registration gives the node its own container),
+    # which keeps a recorded op from allocating three containers it will not use.
+    _retains_grad_hooks: Mapping[int, Callable[[Tensor], None]] = MappingProxyType({})
+    _pre_hooks: Sequence[Callable[..., Any]] = ()
+    _hooks: Sequence[Callable[..., Any]] = ()
+    num_outputs: int = 1  # how many forward outputs (= gradient inputs) this node has
+
     def __init__(self, next_edges: Sequence[Edge] = ()) -> None:
-        self._next_edges: list[Edge] = list(next_edges)
+        # a list handed over by the autograd kernel is the node's own (no copy)
+        self._next_edges: list[Edge] = next_edges if type(next_edges) is list else list(next_edges)
         self.sequence_nr = next(_sequence)
-        self._retains_grad_hooks: dict[int, Callable[[Tensor], None]] = {}
-        self._pre_hooks: list[Callable[..., Any]] = []
-        self._hooks: list[Callable[..., Any]] = []
-        self.num_outputs = 1  # how many forward outputs (= gradient inputs) this node has
         self.input_metadata: list[tuple[tuple[int, ...], Any, str]] = []
 
     def name(self) -> str:
@@ -104,12 +110,28 @@ class Node:
         """Free saved tensors after a backward pass that did not retain the graph."""
 
     def register_hook(self, fn: Callable[..., Any]) -> Any:
-        self._hooks.append(fn)
-        return _RemovableHandle(self._hooks, fn)
+        hooks = self._hooks
+        if type(hooks) is not list:
+            hooks = self._hooks = list(hooks)
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
 
     def register_prehook(self, fn: Callable[..., Any]) -> Any:
-        self._pre_hooks.append(fn)
-        return _RemovableHandle(self._pre_hooks, fn)
+        hooks = self._pre_hooks
+        if type(hooks) is not list:
+            hooks = self._pre_hooks = list(hooks)
+        hooks.append(fn)
+        return _RemovableHandle(hooks, fn)
+
+    def add_retains_grad_hook(self, output_nr: int, hook: Callable[[Tensor], None]) -> None:
+        hooks = self._retains_grad_hooks
+        if type(hooks) is not dict:
+            hooks = self._retains_grad_hooks = dict(hooks)
+        hooks[output_nr] = hook
+
+    def pop_retains_grad_hook(self, output_nr: int) -> Callable[[Tensor], None] | None:
+        hooks = self._retains_grad_hooks
+        return hooks.pop(output_nr, None) if type(hooks) is dict else None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} object at {id(self):#x}>"
@@ -193,9 +215,14 @@ class AccumulateGrad(Node):
     _name = "torch::autograd::AccumulateGrad"
 
     def __init__(self, variable: Tensor) -> None:
-        super().__init__(())
-        self.variable = variable
+        # Node's constructor, inlined without taking a sequence number (torch's
+        # AccumulateGrad is built with UINT64_MAX and consumes none): a leaf's accumulator
+        # is remade by every recorded op once the previous graph is gone
+        self._next_edges = []
         self.sequence_nr = _UINT64_MAX
+        # what gradients are checked against: the leaf as it is now (torch's input metadata)
+        self.input_metadata = [(variable._data.shape, variable.dtype, variable.device.type)]
+        self.variable = variable
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
         new_grad = grads[0]
@@ -378,27 +405,38 @@ def grad_accumulator(t: Tensor) -> AccumulateGrad | None:
     acc = ref() if ref is not None else None
     if acc is None:
         acc = AccumulateGrad(t)
-        # what gradients are checked against: the leaf as it is now (torch's input metadata)
-        acc.input_metadata = [(tuple(t._data.shape), t.dtype, t.device.type)]
         t._grad_accumulator = weakref.ref(acc)
     return acc
 
 
-def gradient_edge(t: Tensor) -> Edge:
-    """``gradient_edge``: (grad_fn, output_nr), or (AccumulateGrad, 0) for a leaf."""
+def _import_current_grad_fn(t: Tensor) -> Any:
     from kernels.autograd.variable import current_grad_fn
 
-    fn = current_grad_fn(t)
+    return current_grad_fn(t)
+
+
+# variable.current_grad_fn; variable.py (which imports this module) rebinds it to itself
+_current_grad_fn: Callable[[Tensor], Any] = _import_current_grad_fn
+
+
+def gradient_edge(t: Tensor) -> Edge:
+    """``gradient_edge``: (grad_fn, output_nr), or (AccumulateGrad, 0) for a leaf."""
+    # a view's grad_fn may need regenerating (current_grad_fn); anything else's is stored
+    fn = t._grad_fn if t._base is None else _current_grad_fn(t)
     if fn is not None:
         return (fn, t._output_nr)
     return (grad_accumulator(t), 0)
+
+
+NO_EDGE: Final[Edge] = (None, 0)
+"""The edge of an input that needs no gradient (shared: edges are immutable tuples)."""
 
 
 def collect_next_edges(tensors: Sequence[Tensor | None]) -> list[Edge]:
     out: list[Edge] = []
     for t in tensors:
         if t is None or not t.requires_grad:
-            out.append((None, 0))
+            out.append(NO_EDGE)
         else:
             out.append(gradient_edge(t))
     return out

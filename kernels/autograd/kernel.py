@@ -19,15 +19,18 @@ ONE generic kernel, built per operator from its schema and its entry in
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Final
 
 from dispatch.dispatcher import redispatch_raw
+from dispatch.dtypes import from_numpy
 from dispatch.keyset import RAW_AFTER_AUTOGRAD, RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import Tensor
 from dispatch.tls import state as _tls
 from kernels.autograd.derivatives import Ctx, Derivative
-from kernels.autograd.graph import Node, SavedVariable, collect_next_edges
+from kernels.autograd.graph import NO_EDGE, Node, SavedVariable, gradient_edge
 from kernels.autograd.variable import check_inplace, rebase_history, set_history
 
 __all__ = ["FormulaNode", "make_autograd_kernel", "node_class"]
@@ -35,18 +38,34 @@ __all__ = ["FormulaNode", "make_autograd_kernel", "node_class"]
 _DEBUG = "registered at kernels/autograd/kernel.py (generic Autograd kernel)"
 
 
+_NO_SAVED: Final[Mapping[str, SavedVariable]] = MappingProxyType({})
+
+
 class FormulaNode(Node):
-    """A node whose backward is a formula of the derivatives table."""
+    """A node whose backward is a formula of the derivatives table.
+
+    What the formula may read of the call is one tuple, ``record``, in schema order: a
+    tensor argument's (shape, numpy dtype) — ``None`` for an absent optional one — and
+    every other argument itself; ``geometries`` holds (size, stride, offset) of the
+    inputs the formula needs those of. Both are built by the autograd kernel.
+    """
 
     derivative: Derivative
+    arg_index: ClassVar[dict[str, int]] = {}  # argument name -> position in ``record``
+    record: tuple[Any, ...] = ()
+    geometries: Mapping[str, tuple[tuple[int, ...], tuple[int, ...], int]] = MappingProxyType({})
+    # only an op that saves something gives its node a dict of its own
+    saved_variables: Mapping[str, SavedVariable] = _NO_SAVED
 
-    def __init__(self, next_edges: Any) -> None:
-        super().__init__(next_edges)
-        self.saved_variables: dict[str, SavedVariable] = {}
-        self.attrs: dict[str, Any] = {}
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.dtypes: dict[str, Any] = {}
-        self.geometries: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
+    def arg(self, name: str) -> Any:
+        return self.record[self.arg_index[name]]
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        shape: tuple[int, ...] = self.record[self.arg_index[name]][0]
+        return shape
+
+    def dtype_of(self, name: str) -> Any:
+        return from_numpy(self.record[self.arg_index[name]][1])
 
     def apply(self, grads: list[Tensor | None]) -> Any:
         # as the generated ``XBackward::apply``: unpack every saved variable first (each
@@ -101,6 +120,23 @@ def _save_guard(d: Derivative, used_by: tuple[int, ...]) -> int:
     return used_by[0]
 
 
+def _record_builder(args: Any) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The function that makes a node's ``record`` from the call's arguments, generated
+    from the schema as torch generates each op's node-filling code: one tuple display,
+    no loop (it runs for every recorded op)."""
+    items = []
+    for i, arg in enumerate(args):
+        if arg.base_type == "Tensor" and not arg.is_list:
+            item = f"(a[{i}]._data.shape, a[{i}]._data.dtype)"
+            if arg.is_optional:
+                item = f"(None if a[{i}] is None else {item})"
+        else:
+            item = f"a[{i}]"
+        items.append(item + ",")
+    builder: Callable[[tuple[Any, ...]], tuple[Any, ...]] = eval(f"lambda a: ({' '.join(items)})")
+    return builder
+
+
 def _differentiable(t: Any) -> bool:
     return isinstance(t, Tensor) and t.dtype.is_floating_point
 
@@ -140,13 +176,13 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
 
     diff_pos = [index[n] for n in d.inputs]
     cls = node_class(d)
+    cls.arg_index = index
     save_pos = [(name, index[name], _save_guard(d, used_by)) for name, used_by in d.save]
-    attr_pos = [(a.name, i) for i, a in enumerate(args) if a.base_type != "Tensor" or a.is_list]
-    shape_pos = [
-        (a.name, i) for i, a in enumerate(args) if a.base_type == "Tensor" and not a.is_list
-    ]
+    make_record = _record_builder(args)
     clone_guard = None if d.save_self_clone is None else _save_guard(d, d.save_self_clone)
     geometry_pos = [(name, index[name]) for name in d.geometry]
+    saves = bool(save_pos) or clone_guard is not None or d.save_result
+    one_tensor_output = len(schema.returns) == 1 and schema.returns[0].type == "Tensor"
 
     def autograd_kernel(ks: int, *a: Any) -> Any:
         s = _tls
@@ -164,28 +200,34 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
         # 3.
         node: FormulaNode | None = None
         if requires:
-            node = cls(collect_next_edges([a[i] for i in diff_pos]))
-            for name, i in shape_pos:
+            # collect_next_edges, with gradient_edge's common case (a non-view with a
+            # grad_fn) inlined: this runs for every input of every recorded op
+            edges: list[Any] = []
+            for i in diff_pos:
                 t = a[i]
-                if t is not None:
-                    node.shapes[name] = tuple(t._data.shape)
-                    node.dtypes[name] = t.dtype
-            for name, i in attr_pos:
-                node.attrs[name] = a[i]
-            for name, i in geometry_pos:
-                t = a[i]
-                node.geometries[name] = (
-                    tuple(t._data.shape),
-                    tuple(t.stride()),
-                    t.storage_offset(),
-                )
-            for name, i, guard in save_pos:
-                if guard < 0 or node.should_compute_output(guard):
-                    node.saved_variables[name] = SavedVariable(a[i])
-            if clone_guard is not None and (
-                clone_guard < 0 or node.should_compute_output(clone_guard)
-            ):
-                node.saved_variables["self"] = SavedVariable(a[self_pos].clone())
+                if t is None or not t.requires_grad:
+                    edges.append(NO_EDGE)
+                elif t._base is None and t._grad_fn is not None:
+                    edges.append((t._grad_fn, t._output_nr))
+                else:
+                    edges.append(gradient_edge(t))
+            node = cls(edges)
+            node.record = make_record(a)
+            if geometry_pos:
+                node.geometries = {
+                    name: (tuple(a[i]._data.shape), tuple(a[i].stride()), a[i].storage_offset())
+                    for name, i in geometry_pos
+                }
+            if saves:
+                saved: dict[str, SavedVariable] = {}
+                node.saved_variables = saved
+                for name, i, guard in save_pos:
+                    if guard < 0 or node.should_compute_output(guard):
+                        saved[name] = SavedVariable(a[i])
+                if clone_guard is not None and (
+                    clone_guard < 0 or node.should_compute_output(clone_guard)
+                ):
+                    saved["self"] = SavedVariable(a[self_pos].clone())
         # 4.
         prev = s.excluded
         s.excluded = prev | below
@@ -199,6 +241,15 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                 rebase_history(a[self_pos], node)
             elif is_inplace:
                 set_history([a[self_pos]], node)
+            elif one_tensor_output:
+                if isinstance(out, Tensor) and out._data.dtype.kind == "f":  # differentiable
+                    # set_history of one output, inlined
+                    out._grad_fn = node
+                    out._output_nr = 0
+                    node.input_metadata.append((out._data.shape, out.dtype, out.device.type))
+                    if out._base is not None:
+                        vc = out._version_counter
+                        out._attr_version = vc.version if vc is not None else 0
             elif isinstance(out, list | tuple):
                 node.num_outputs = len(out)
                 set_history([o if _differentiable(o) else None for o in out], node)
@@ -206,7 +257,9 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                 set_history([out], node)
             if d.save_result:
                 # an in-place op's result is self, saved with its (view) grad_fn when a view
-                node.saved_variables["result"] = SavedVariable(
+                saved_vars = node.saved_variables
+                assert isinstance(saved_vars, dict)  # given to the node above (``saves``)
+                saved_vars["result"] = SavedVariable(
                     out, is_output=True, is_inplace_on_view=is_inplace and out._base is not None
                 )
         return out

@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatch.tensorimpl import CreationMeta, Tensor
 from dispatch.tls import state as _tls
+from kernels.autograd import graph as _graph
 from kernels.autograd.graph import (
     CopySlices,
     Node,
@@ -239,6 +240,9 @@ def current_grad_fn(t: Tensor) -> Any:
     return t._grad_fn
 
 
+_graph._current_grad_fn = current_grad_fn  # gradient_edge calls it without an import
+
+
 def check_inplace(t: Tensor, requires_grad: bool) -> None:
     """``check_inplace``: may ``t`` be modified in place by an op that records autograd?"""
     if not (requires_grad and _tls.grad_mode):
@@ -294,9 +298,9 @@ def _move_retains_grad(t: Tensor, new_fn: Node, output_nr: int = 0) -> None:
     leaves the hook where it was, as torch's does)."""
     old = t._grad_fn
     if t._retains_grad and old is not None:
-        hook = old._retains_grad_hooks.pop(t._output_nr, None)
+        hook = old.pop_retains_grad_hook(t._output_nr)
         if hook is not None:
-            new_fn._retains_grad_hooks[output_nr] = hook
+            new_fn.add_retains_grad_hook(output_nr, hook)
 
 
 def _record_input_metadata(fn: Node, i: int, t: Tensor) -> None:
