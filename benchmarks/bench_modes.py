@@ -42,6 +42,10 @@ def _library(name: str) -> dict[str, Any]:
     if name == "torch":
         import torch
 
+        # one thread, like dispatchsim (see benchmarks.suite: the intra-op pool waits
+        # for a second core on a busy machine)
+        torch.set_num_threads(1)
+
         def tensor(arr: Any) -> Any:
             return torch.from_numpy(arr).clone()
 

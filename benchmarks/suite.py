@@ -25,6 +25,10 @@ Timed groups (every cell is (group, op, shape, mode, library); the timing loop i
   None, forward, ``.sum().backward()``). numpy: the forward, and for
   forward+backward the forward plus a hand-written backward (labelled so).
 
+torch runs with ``torch.set_num_threads(1)`` (``--torch-threads``): dispatchsim and numpy
+run these small ops on one thread, and torch's intra-op pool on a busy shared machine
+spends milliseconds waiting for a second core (an MLP forward went from ~20 us to ~2 ms).
+
 Mode entry is never timed: the batch's setup enters the guard, its teardown leaves it;
 the timed statement is only the op. Tensors are made before timing.
 
@@ -127,9 +131,9 @@ MLP_STMT: Final = {
 MLP_LABEL: Final = {"numpy": "numpy: forward + hand-written backward"}
 
 FULL: Final = {
-    "repeats": 11,
-    "target_ms": 10.0,
-    "sm_examples": 40,
+    "repeats": 21,
+    "target_ms": 15.0,
+    "sm_examples": 100,
     "sm_steps": 20,
     "memory_n": 20000,
     "trace_rounds": 15,
@@ -213,7 +217,9 @@ def _mode_setup(guard: Any) -> tuple[str, str, dict[str, Any]]:
     return "_g = _G()\n_g.__enter__()\n", "_g.__exit__(None, None, None)", {"_G": guard}
 
 
-def _load_libs(use_torch: bool) -> tuple[dict[str, Lib], dict[str, str | None]]:
+def _load_libs(
+    use_torch: bool, torch_threads: int | None = 1
+) -> tuple[dict[str, Lib], dict[str, str | None]]:
     import numpy as np
 
     libs = {"dispatchsim": Lib("dispatchsim"), "numpy": Lib("numpy")}
@@ -225,6 +231,10 @@ def _load_libs(use_torch: bool) -> tuple[dict[str, Lib], dict[str, str | None]]:
             pass
         else:
             versions["torch"] = str(torch.__version__)
+            if torch_threads is not None:
+                # dispatchsim and numpy run these small ops on one thread; torch's
+                # intra-op pool on a busy shared machine waits for a second core
+                torch.set_num_threads(torch_threads)
             libs["torch"] = Lib("torch")
     return libs, versions
 
@@ -645,10 +655,14 @@ def run(
     preset: dict[str, float],
     use_torch: bool = True,
     log: Callable[[str], None] = lambda _: None,
+    torch_threads: int | None = 1,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
-    libs, versions = _load_libs(use_torch)
+    seconds: dict[str, float] = {}
+    libs, versions = _load_libs(use_torch, torch_threads)
+    t0 = time.perf_counter()
     cells = measure_timed(groups, libs, repeats, target_ms, log)
+    seconds["timed groups"] = time.perf_counter() - t0
     data: dict[str, Any] = {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(versions),
@@ -669,6 +683,9 @@ def run(
             "state_machine": {"max_examples": preset["sm_examples"], "steps": preset["sm_steps"]},
             "memory_n": preset["memory_n"],
             "tracing": {"rounds": preset["trace_rounds"], "target_ms": preset["trace_target_ms"]},
+            "torch_threads": torch_threads,
+            "torch_threads_note": "torch.set_num_threads (None: torch's default); "
+            "dispatchsim and numpy run single-threaded",
         },
         "libraries": list(libs),
         "groups": groups,
@@ -677,19 +694,26 @@ def run(
     }
     if "state_machine" in groups:
         log("state machine")
+        t0 = time.perf_counter()
         data["state_machine"] = measure_state_machine(
             int(preset["sm_examples"]), int(preset["sm_steps"])
         )
+        seconds["state_machine"] = time.perf_counter() - t0
     if "memory" in groups:
         log("memory")
+        t0 = time.perf_counter()
         data["memory"] = measure_memory(libs, int(preset["memory_n"]))
+        seconds["memory"] = time.perf_counter() - t0
     tracing = None
     if "tracing" in groups:
         log("tracing")
+        t0 = time.perf_counter()
         tracing = measure_tracing(int(preset["trace_rounds"]), float(preset["trace_target_ms"]))
+        seconds["tracing"] = time.perf_counter() - t0
         data["tracing"] = tracing
     data["targets"] = evaluate_targets(cells, tracing)
     data["seconds"] = time.perf_counter() - t_start
+    data["seconds_by_part"] = seconds
     return data
 
 
@@ -816,7 +840,7 @@ def format_report(data: dict[str, Any]) -> str:
     out += [
         "",
         f"python {env['python']}, numpy {env['numpy']}, torch {env['torch'] or 'not used'}, "
-        f"{env['cpu_count']} CPUs; median of {s['repeats']} interleaved rounds of "
+        f"{env['cpu_count']} CPUs, torch threads {env['torch_num_threads']}; median of {s['repeats']} interleaved rounds of "
         f"~{s['target_batch_ms']:g} ms batches; a.add_(1) not reset between calls; "
         f"took {data['seconds']:.0f} s",
     ]
@@ -857,6 +881,13 @@ def main(argv: list[str] | None = None) -> int:
         help="minimum batch time per cell (overrides --quick)",
     )
     parser.add_argument("--no-torch", action="store_true", help="do not import torch")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torch.set_num_threads(N) (default 1, like dispatchsim and numpy; 0: torch's default)",
+    )
     args = parser.parse_args(argv)
     preset = dict(QUICK if args.quick else FULL)
     repeats = int(args.repeats if args.repeats is not None else preset["repeats"])
@@ -874,7 +905,15 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
-    data = run(groups, repeats, target_ms, preset, use_torch=not args.no_torch, log=log)
+    data = run(
+        groups,
+        repeats,
+        target_ms,
+        preset,
+        use_torch=not args.no_torch,
+        log=log,
+        torch_threads=args.torch_threads or None,
+    )
     data["settings"]["quick"] = bool(args.quick)
     print(format_report(data))
     path: Path = args.json

@@ -138,6 +138,7 @@ def test_quick_run_without_torch(tmp_path: Path) -> None:
 def test_quick_run_with_torch(tmp_path: Path) -> None:
     data, stdout = _run_quick(tmp_path)
     _check_structure(data, stdout, torch_used=True)
+    assert data["environment"]["torch_num_threads"] == data["settings"]["torch_threads"] == 1
     assert all(isinstance(t["met"], bool) for t in data["targets"])
 
 
