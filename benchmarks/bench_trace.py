@@ -228,7 +228,7 @@ def run(rounds: int, target_ms: float) -> dict[str, Any]:
                 samples[(op, v)].append(got[v])
             paired[op].append(got["with check"] / got["without check"])
     call_check, redispatch_check = (max(statistics.median(c), 0.0) for c in check_ns)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for op in OPS:
         ratios = sorted(paired[op])
         without = statistics.median(samples[(op, "without check")])

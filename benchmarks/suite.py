@@ -66,7 +66,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -728,10 +728,10 @@ def _fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"{r:.2f}x"
 
 
-def _table(head: tuple[str, ...], rows: list[tuple[str, ...]], left: int) -> list[str]:
+def _table(head: Sequence[str], rows: Sequence[Sequence[str]], left: int) -> list[str]:
     widths = [max(len(row[i]) for row in [head, *rows]) for i in range(len(head))]
 
-    def line(row: tuple[str, ...]) -> str:
+    def line(row: Sequence[str]) -> str:
         return "  ".join(
             c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
         ).rstrip()
@@ -748,7 +748,7 @@ def format_report(data: dict[str, Any]) -> str:
         if not ds_cells:
             continue
         out += ["", f"== {group} (median us per call" + (", per loop)" if group == "loop" else ")")]
-        rows = []
+        rows: list[tuple[str, ...]] = []
         for c in ds_cells:
             key = (group, c["op"], c["shape"])
             t = idx.get((*key, c["mode"], "torch"))
@@ -769,7 +769,7 @@ def format_report(data: dict[str, Any]) -> str:
                     _fmt_ratio(timr) if group == "ops" else "",
                 )
             )
-        head = (
+        head: tuple[str, ...] = (
             "op",
             "shape",
             "mode",
@@ -798,7 +798,7 @@ def format_report(data: dict[str, Any]) -> str:
         ]
     mem = data.get("memory")
     if mem:
-        rows = [
+        mrows = [
             (
                 lib,
                 f"{m['tracemalloc_bytes_per_tensor']:.0f}",
@@ -808,7 +808,7 @@ def format_report(data: dict[str, Any]) -> str:
         ]
         n = next(iter(mem["libraries"].values()))["n"]
         out += ["", f"== memory (bytes per (4,) float32 tensor, {n} kept alive)"]
-        out += _table(("library", "tracemalloc", "RSS"), rows, 1)
+        out += _table(("library", "tracemalloc", "RSS"), mrows, 1)
         out.append("tracemalloc sees the Python heap only: torch's C++ allocations show in RSS")
     tr = data.get("tracing")
     if tr:
