@@ -1,5 +1,8 @@
 """dispatchsim's performance suite (not part of the test run).
 
-``python -m benchmarks`` times the per-op cost of a few tensor operations in
-dispatchsim, numpy and (when importable) torch; see :mod:`benchmarks.bench_ops`.
+``python -m benchmarks`` runs the full suite (:mod:`benchmarks.suite`): ops per mode,
+guards, a 100-op loop, an MLP, the state machine, memory per tensor and the tracer
+check, dispatchsim against numpy and torch (when importable), with issue #7's targets.
+The shared timing loop is :mod:`benchmarks._timing`; :mod:`benchmarks.bench_modes`
+and :mod:`benchmarks.bench_trace` are focused benchmarks of their own.
 """

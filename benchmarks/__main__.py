@@ -1,10 +1,10 @@
-"""``python -m benchmarks``: run :mod:`benchmarks.bench_ops`."""
+"""``python -m benchmarks``: the full suite, :mod:`benchmarks.suite`."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmarks.bench_ops import main
+from benchmarks.suite import main
 
 if __name__ == "__main__":
     sys.exit(main())

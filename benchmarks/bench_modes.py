@@ -5,7 +5,7 @@ it skips view tracking and version bumps. In dispatchsim that claim is about key
 under no_grad every call still goes AutogradCPU -> (ADInplaceOrView ->) CPU, while
 inside InferenceMode an inference tensor's calls go straight to CPU. This benchmark
 counts the kernels each call runs (from a dispatch trace) and times it, in one
-process, in interleaved rounds, for dispatchsim and — where installed — torch (whose
+process, in interleaved rounds (the shared loop of :mod:`benchmarks._timing`), for dispatchsim and — where installed — torch (whose
 kernel counts are not observable, so only its times and ratios are shown).
 
 Cells: ``a + b`` (functional), ``a.view(-1)`` (view), ``a.add_(1)`` (in-place) on
@@ -23,10 +23,11 @@ import contextlib
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
+
+from benchmarks._timing import FunctionTimer, calibrate, interleave
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 MODES: Final = ("normal", "no_grad", "inference (normal tensors)", "inference (inference tensors)")
@@ -40,6 +41,10 @@ def _library(name: str) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     if name == "torch":
         import torch
+
+        # one thread, like dispatchsim (see benchmarks.suite: the intra-op pool waits
+        # for a second core on a busy machine)
+        torch.set_num_threads(1)
 
         def tensor(arr: Any) -> Any:
             return torch.from_numpy(arr).clone()
@@ -129,7 +134,6 @@ def run(repeats: int, target_ms: float, use_torch: bool = True) -> dict[str, Any
         else:
             libs.append("torch")
     loops: dict[tuple[str, str, str], Callable[[int], None]] = {}
-    numbers: dict[tuple[str, str, str], int] = {}
     kernels: dict[tuple[str, str], int] = {}
     for lib_name in libs:
         lib = _library(lib_name)
@@ -139,23 +143,9 @@ def run(repeats: int, target_ms: float, use_torch: bool = True) -> dict[str, Any
                 loops[(lib_name, op, mode)] = loop
                 if lib_name == "dispatchsim":
                     kernels[(op, mode)] = _kernels_per_call(traced)
-                n = 1
-                while n < 1 << 20:
-                    t0 = time.perf_counter_ns()
-                    loop(n)
-                    if time.perf_counter_ns() - t0 >= target_ms * 1e6:
-                        break
-                    n *= 2
-                numbers[(lib_name, op, mode)] = n
-    samples: dict[tuple[str, str, str], list[float]] = {k: [] for k in loops}
-    keys = list(loops)
-    for r in range(repeats):
-        shift = r % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            n = numbers[key]
-            t0 = time.perf_counter_ns()
-            loops[key](n)
-            samples[key].append((time.perf_counter_ns() - t0) / n / 1e3)
+    timers = {key: FunctionTimer(loop) for key, loop in loops.items()}
+    numbers = {key: calibrate(t, target_ms * 1e6, 1 << 20) for key, t in timers.items()}
+    samples = interleave(timers, [list(loops)], numbers, repeats)
     rows = []
     for op in OPS:
         for lib_name in libs:

@@ -30,19 +30,19 @@ and redispatches the op makes (counted with a trace), over the per-call time. Th
 from __future__ import annotations
 
 import argparse
-import gc
 import inspect
 import json
 import math
 import statistics
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import CodeType
 from typing import Any, Final
+
+from benchmarks._timing import FunctionTimer, calibrate
 
 RESULTS_DIR: Final = Path(__file__).resolve().parent / "results"
 OPS: Final = ("a + b", "a.add_(1)", "a.view(-1)")
@@ -190,24 +190,12 @@ def _dispatches_per_call() -> dict[str, tuple[int, int]]:
 
 
 def _time(loop: Callable[[int], None], n: int) -> float:
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        t0 = time.perf_counter_ns()
-        loop(n)
-        return (time.perf_counter_ns() - t0) / n
-    finally:
-        if gc_was:
-            gc.enable()
+    """Nanoseconds per call of one batch of ``n`` (gc off)."""
+    return FunctionTimer(loop).time(n) / n
 
 
 def _calibrate(loop: Callable[[int], None], target_ns: float) -> int:
-    n = 1
-    while n < 1 << 22:
-        if _time(loop, n) * n >= target_ns:
-            break
-        n *= 2
-    return n
+    return calibrate(FunctionTimer(loop), target_ns, 1 << 22)
 
 
 def run(rounds: int, target_ms: float) -> dict[str, Any]:
@@ -240,7 +228,7 @@ def run(rounds: int, target_ms: float) -> dict[str, Any]:
                 samples[(op, v)].append(got[v])
             paired[op].append(got["with check"] / got["without check"])
     call_check, redispatch_check = (max(statistics.median(c), 0.0) for c in check_ns)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for op in OPS:
         ratios = sorted(paired[op])
         without = statistics.median(samples[(op, "without check")])
