@@ -330,7 +330,11 @@ def iterator_output(shape: tuple[int, ...], operands: Sequence[Any], dtype: DTyp
         return np.empty(shape, dtype=dtype.numpy)
     # 0-dim operands (wrapped numbers among them) are all-broadcast: they decide nothing
     arrays = [o._data for o in operands if isinstance(o, Tensor) and o._data.ndim]
-    if all(a.shape == shape and a.flags.c_contiguous for a in arrays):
+    if all(a.flags.c_contiguous for a in arrays) and (
+        all(a.shape == shape for a in arrays) or (0 not in shape and 1 not in shape)
+    ):
+        # contiguous operands: the fast set-up, or (no size-0/1 output dimension, so no
+        # stride ties) strides strictly decreasing wherever not broadcast — C order again
         return np.empty(shape, dtype=dtype.numpy)
     if all(a.shape == shape for a in arrays) and len({a.strides for a in arrays}) == 1:
         a = arrays[0]
@@ -358,20 +362,22 @@ def iterator_output(shape: tuple[int, ...], operands: Sequence[Any], dtype: DTyp
 
 def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
     def functional(self: Tensor, other: Any, alpha: Any = 1) -> Tensor:
-        # Fast path: two floating tensors of one dtype and shape, alpha 1. The result
-        # dtype is theirs (for all four ops), nothing broadcasts, and a one-dimensional or
-        # all-contiguous output is plain C order; everything else takes the general path.
+        # Fast path: two floating tensors of one dtype, alpha 1. The result dtype is
+        # theirs (for all four ops: no promotion to work out, no error possible), and
+        # same-shape contiguous operands give a C-order output without the layout search.
         if type(other) is Tensor and type(alpha) is int and alpha == 1:
             x = self._data
             y = other._data
             dtype = x.dtype
-            if (
-                dtype.kind == "f"
-                and dtype == y.dtype
-                and x.shape == y.shape
-                and (x.ndim <= 1 or (x.flags.c_contiguous and y.flags.c_contiguous))
-            ):
-                res = np.empty(x.shape, dtype)
+            if dtype.kind == "f" and dtype == y.dtype:
+                shape = x.shape
+                if shape == y.shape and (
+                    x.ndim <= 1 or (x.flags.c_contiguous and y.flags.c_contiguous)
+                ):
+                    res = np.empty(shape, dtype)
+                else:  # broadcasting (a bias add) or strided operands
+                    shape = broadcast_shape(shape, y.shape)
+                    res = iterator_output(shape, (self, other), dt.from_numpy(dtype))
                 token = ignore_fp_errors()
                 try:
                     fn(x, y, out=res)
@@ -601,14 +607,22 @@ def _make_unary(name: str, fn: Callable[..., Any], to_float: bool) -> None:
             )
         r = _float_dtype(self) if to_float else self.dtype
         x = _arr(self, r)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return new_cpu_tensor(np.asarray(fn(x)).astype(r.numpy, copy=False))
+        token = ignore_fp_errors()
+        try:
+            res = fn(x)
+        finally:
+            restore_fp_errors(token)
+        return new_cpu_tensor(np.asarray(res).astype(r.numpy, copy=False))
 
     def inplace(self: Tensor) -> Tensor:
         r = _float_dtype(self) if to_float else self.dtype
         check_cast(r, self.dtype)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            fn(self._data, out=_writable(self))
+        out = _writable(self)
+        token = ignore_fp_errors()
+        try:
+            fn(self._data, out=out)
+        finally:
+            restore_fp_errors(token)
         return self
 
     cpu(name)(functional)

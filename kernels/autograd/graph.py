@@ -257,6 +257,16 @@ DETACHED_INPLACE_ERROR = (
 )
 
 
+def _import_current_grad_fn(t: Tensor) -> Any:
+    from kernels.autograd.variable import current_grad_fn
+
+    return current_grad_fn(t)
+
+
+# variable.current_grad_fn; variable.py (which imports this module) rebinds it to itself
+_current_grad_fn: Callable[[Tensor], Any] = _import_current_grad_fn
+
+
 class SavedVariable:
     """``torch::autograd::SavedVariable``: a tensor saved for backward, with the
     version it had when saved; unpacking checks the version has not moved.
@@ -300,11 +310,10 @@ class SavedVariable:
             return
         if tensor.is_inference():
             raise RuntimeError(INFERENCE_SAVE_ERROR)
-        from kernels.autograd.variable import current_grad_fn
-
         vc = tensor._version_counter
         self._saved_version = vc.version if vc is not None else 0
-        grad_fn = current_grad_fn(tensor)  # torch's is_leaf() asks grad_fn()
+        # torch's is_leaf() asks grad_fn() (current_grad_fn: only a view's may be stale)
+        grad_fn = tensor._grad_fn if tensor._base is None else _current_grad_fn(tensor)
         self._is_leaf = grad_fn is None
         if is_inplace_on_view:
             assert not self._is_leaf and is_output
@@ -326,13 +335,11 @@ class SavedVariable:
             return None
         if self._data is None:
             raise RuntimeError(FREED_ERROR)
-        from kernels.autograd.variable import current_grad_fn
-
         grad_fn: Node | None
         if self._is_inplace_on_view:
             grad_fn = self._weak_grad_fn()
         elif self._saved_original:
-            grad_fn = current_grad_fn(self._data)
+            grad_fn = _current_grad_fn(self._data)
         else:
             grad_fn = None
         if not self._is_leaf and grad_fn is None:
@@ -407,16 +414,6 @@ def grad_accumulator(t: Tensor) -> AccumulateGrad | None:
         acc = AccumulateGrad(t)
         t._grad_accumulator = weakref.ref(acc)
     return acc
-
-
-def _import_current_grad_fn(t: Tensor) -> Any:
-    from kernels.autograd.variable import current_grad_fn
-
-    return current_grad_fn(t)
-
-
-# variable.current_grad_fn; variable.py (which imports this module) rebinds it to itself
-_current_grad_fn: Callable[[Tensor], Any] = _import_current_grad_fn
 
 
 def gradient_edge(t: Tensor) -> Edge:
