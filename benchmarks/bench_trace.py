@@ -160,12 +160,12 @@ def _check_loops(fn: Callable[..., Any]) -> tuple[Callable[[int], None], Callabl
     cond = _check_condition(fn)
     src = (
         "def checks(n):\n"
-        "    s = _tls\n"
+        "    s = _per_thread.state\n"
         "    for _ in range(n):\n"
         f"        if {cond}:\n"
         "            raise AssertionError('a trace is active')\n"
         "def empty(n):\n"
-        "    s = _tls\n"
+        "    s = _per_thread.state\n"
         "    for _ in range(n):\n"
         "        if s is None:\n"
         "            raise AssertionError\n"

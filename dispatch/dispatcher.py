@@ -28,7 +28,7 @@ from dispatch.keyset import DispatchKeySet
 from dispatch.operator import KernelFunction, OperatorEntry, TableEntry, fallthrough_kernel
 from dispatch.schema import NO_DEFAULT, FunctionSchema, parse_schema
 from dispatch.tensorimpl import Tensor, wrap_number  # a cycle: tensorimpl uses us lazily
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = [
     "Dispatcher",
@@ -661,7 +661,7 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
     4. ks &= the operator's non-fallthrough mask
     5. run the kernel of ks's highest-priority key (Undefined when ks is empty)
     """
-    s = _tls  # one TLS read per call
+    s = _per_thread.state  # one TLS read per call
     mask, calls, wants, leading = entry.dispatch_state
     # 1. (an op whose tensors are its first one or two arguments: read them directly)
     if leading == 1:
@@ -688,8 +688,9 @@ def call(entry: OperatorEntry, args: tuple[Any, ...]) -> Any:
 def redispatch_raw(entry: OperatorEntry, ks: int, args: tuple[Any, ...]) -> Any:
     """Redispatch with an explicit raw key set; reads and writes no TLS."""
     mask, calls, wants, _ = entry.dispatch_state
-    if _tracers and _tls.tracer is not None:  # the one check a redispatch pays for tracing
-        return _tls.tracer.on_call(entry, args, ks & mask, ks)
+    # the one check a redispatch pays for tracing:
+    if _tracers and _per_thread.state.tracer is not None:
+        return _per_thread.state.tracer.on_call(entry, args, ks & mask, ks)
     ks &= mask
     i = ks.bit_length()
     if wants[i]:

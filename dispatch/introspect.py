@@ -21,7 +21,7 @@ import attrs
 from dispatch.dispatcher import OpOverload, OpOverloadPacket, dispatcher
 from dispatch.keys import DispatchKey
 from dispatch.operator import KernelFunction, OperatorEntry, TableEntry
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from dispatch.trace import KeySetFormation, _ks_names, keyset_formation
 
 __all__ = [
@@ -333,7 +333,10 @@ def explain(op: Op, *args: Any, **kwargs: Any) -> Explanation:
     fallthrough keys), the key whose kernel runs first and what each key would run."""
     entry, bound = _resolve_call(op, args, kwargs)
     return explanation_for(
-        entry, keyset_formation(entry, bound), _tls.grad_mode, _tls.inference_mode
+        entry,
+        keyset_formation(entry, bound),
+        _per_thread.state.grad_mode,
+        _per_thread.state.inference_mode,
     )
 
 

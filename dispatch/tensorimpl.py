@@ -28,7 +28,7 @@ from dispatch import dtypes as _dt
 from dispatch.dtypes import DType
 from dispatch.keys import DEVICE_BACKEND, DispatchKey
 from dispatch.keyset import RAW_ADINPLACEORVIEW, RAW_AUTOGRAD, DispatchKeySet
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 if TYPE_CHECKING:
     from dispatch.operator import OperatorEntry
@@ -175,21 +175,7 @@ class Tensor:
     # -- construction (allocation) --------------------------------------------------------
     @classmethod
     def _make(cls, data: np.ndarray[Any, Any], keys: int, vc: VersionCounter | None) -> Tensor:
-        t = object.__new__(cls)
-        t._data = data
-        t._keys = keys
-        t._version_counter = vc
-        t._base = None
-        t._creation_meta = CreationMeta.DEFAULT
-        t._requires_grad = False
-        t._grad = None
-        t._grad_fn = None
-        t._grad_accumulator = None
-        t._output_nr = 0
-        t._retains_grad = False
-        t._is_wrapped_number = False
-        t._attr_version = 0
-        return t
+        return _alloc(data, keys, vc)
 
     # -- identity -------------------------------------------------------------------------
     @property
@@ -290,7 +276,7 @@ class Tensor:
         self.requires_grad_(value)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and self.is_inference() and not _tls.inference_mode:
+        if requires_grad and self.is_inference() and not _per_thread.state.inference_mode:
             raise RuntimeError(
                 "Setting requires_grad=True on inference tensor outside InferenceMode is not allowed."
             )
@@ -795,19 +781,42 @@ class Tensor:
 # ---------------------------------------------------------------------------------------------
 # Allocation: TensorImpl's constructor decides the key set from the inference-mode flag.
 # ---------------------------------------------------------------------------------------------
+_new_object: Final = object.__new__
+
+
+def _alloc(data: np.ndarray[Any, Any], keys: int, vc: VersionCounter | None) -> Tensor:
+    """A new tensor object (TensorImpl's constructor): the allocation functions below call
+    this directly, without the classmethod's binding, as they run for every op's result."""
+    t: Tensor = _new_object(Tensor)
+    t._data = data
+    t._keys = keys
+    t._version_counter = vc
+    t._base = None
+    t._creation_meta = CreationMeta.DEFAULT
+    t._requires_grad = False
+    t._grad = None
+    t._grad_fn = None
+    t._grad_accumulator = None
+    t._output_nr = 0
+    t._retains_grad = False
+    t._is_wrapped_number = False
+    t._attr_version = 0
+    return t
+
+
 def new_tensor(data: np.ndarray[Any, Any], device: str = "cpu") -> Tensor:
     """Allocate a non-view tensor over ``data`` on ``device`` (``at::empty`` + fill)."""
     meta = device == "meta"
-    if _tls.inference_mode:
-        return Tensor._make(data, _META_BIT if meta else _CPU_BIT, None)
-    return Tensor._make(data, _NORMAL_META if meta else _NORMAL_CPU, VersionCounter())
+    if _per_thread.state.inference_mode:
+        return _alloc(data, _META_BIT if meta else _CPU_BIT, None)
+    return _alloc(data, _NORMAL_META if meta else _NORMAL_CPU, VersionCounter())
 
 
 def new_cpu_tensor(data: np.ndarray[Any, Any]) -> Tensor:
     """``new_tensor(data, "cpu")``, inlined for the CPU kernels' hot path."""
-    if _tls.inference_mode:
-        return Tensor._make(data, _CPU_BIT, None)
-    return Tensor._make(data, _NORMAL_CPU, VersionCounter())
+    if _per_thread.state.inference_mode:
+        return _alloc(data, _CPU_BIT, None)
+    return _alloc(data, _NORMAL_CPU, VersionCounter())
 
 
 def new_view_tensor(data: np.ndarray[Any, Any], base: Tensor) -> Tensor:
@@ -816,7 +825,7 @@ def new_view_tensor(data: np.ndarray[Any, Any], base: Tensor) -> Tensor:
     (shares the version counter, records ``_base``); without that key it keeps a
     counter of its own, as under AutoDispatchBelowADInplaceOrView."""
     keys = base._keys
-    return Tensor._make(data, keys, VersionCounter() if keys & _AUTOGRAD_RELATED else None)
+    return _alloc(data, keys, VersionCounter() if keys & _AUTOGRAD_RELATED else None)
 
 
 def meta_array(shape: Sequence[int], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
@@ -929,16 +938,16 @@ def _call_any(name: str, args: tuple[Any, ...]) -> Any:
     return _d.call(entry, args)
 
 
-def _call(name: str, args: tuple[Any, ...]) -> Tensor:
-    """Call an operator that returns one tensor."""
-    out: Tensor = _call_any(name, args)
-    return out
+if TYPE_CHECKING:
 
+    def _call(name: str, args: tuple[Any, ...]) -> Tensor:
+        """Call an operator that returns one tensor."""
 
-def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
-    """Call an operator that returns ``Tensor[]``."""
-    out: list[Tensor] = _call_any(name, args)
-    return out
+    def _call_list(name: str, args: tuple[Any, ...]) -> list[Tensor]:
+        """Call an operator that returns ``Tensor[]``."""
+
+else:  # typed aliases: every Tensor method calls one, so no wrapper frame at run time
+    _call = _call_list = _call_any
 
 
 # ---------------------------------------------------------------------------------------------

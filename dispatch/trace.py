@@ -54,7 +54,7 @@ from dispatch.keyset import RAW_AUTOGRAD_WITH_ADINPLACEORVIEW as _AUTOGRAD_RELAT
 from dispatch.keyset import RAW_FULL, DispatchKeySet
 from dispatch.operator import OperatorEntry, TableEntry
 from dispatch.tensorimpl import Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = [
     "ArgKeySet",
@@ -255,7 +255,7 @@ def keyset_formation(
     the way ``dispatcher.call`` / ``redispatch_raw`` compute it."""
     if tensors is None:
         tensors = tensor_arguments(entry, args)
-    s = _tls
+    s = _per_thread.state
     mask = entry.dispatch_state[0]
     union = 0
     parts = []
@@ -752,13 +752,13 @@ class Trace:
         if self._active:
             raise RuntimeError("this dispatch.Trace is already recording")
         _count_recorder(+1)
-        self._prev = _tls.tracer
+        self._prev = _per_thread.state.tracer
         self._active = True
-        _tls.tracer = self
+        _per_thread.state.tracer = self
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _tls.tracer = self._prev
+        _per_thread.state.tracer = self._prev
         self._prev = None
         self._active = False
         _count_recorder(-1)
@@ -1033,6 +1033,6 @@ def install_env_printer() -> bool:
     with _install_lock:
         tls.set_default_tracer_factory(_stderr_printer)
         _count_recorder(+1)  # for good: every thread now has a recorder
-        if _tls.tracer is None:
-            _tls.tracer = _stderr_printer()
+        if _per_thread.state.tracer is None:
+            _per_thread.state.tracer = _stderr_printer()
     return True

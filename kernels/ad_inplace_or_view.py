@@ -27,7 +27,7 @@ from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AFTER_ADINPLACEORVIEW, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import CreationMeta, Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = ["INFERENCE_INPLACE_ERROR", "as_view", "make_ad_inplace_or_view_kernel"]
 
@@ -43,7 +43,7 @@ _DEBUG: Final = "registered at kernels/ad_inplace_or_view.py (derived from the s
 def creation_meta_for_new_view(multi_output: bool) -> CreationMeta:
     """``InferenceMode::is_enabled() ? INFERENCE_MODE : (GradMode ? DEFAULT : NO_GRAD_MODE)``;
     multi-output views use MULTI_OUTPUT_NODE where DEFAULT would be."""
-    s = _tls
+    s = _per_thread.state
     if s.inference_mode:
         return CreationMeta.INFERENCE_MODE
     if not s.grad_mode:
@@ -107,8 +107,33 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
     multi = view_kind == "multi" or list_return
     single_return = len(schema.returns) == 1
 
+    if not mutable and len(views) == 1 and single_return and not list_return:
+        # the kernel of every single-output view op (view, slice, select, expand, t...):
+        # the general kernel below, specialised so a view call does only its own work
+        base_pos = views[0][1]
+
+        def ad_inplace_or_view_view_op(ks: int, *a: Any) -> Any:
+            s = _per_thread.state
+            prev = s.excluded
+            s.excluded = prev | RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
+            try:
+                out = redispatch_raw(entry, ks & RAW_AFTER_ADINPLACEORVIEW, a)
+            finally:
+                s.excluded = prev
+            if s.inference_mode:
+                meta = CreationMeta.INFERENCE_MODE
+            elif not s.grad_mode:
+                meta = CreationMeta.NO_GRAD_MODE
+            else:
+                meta = CreationMeta.MULTI_OUTPUT_NODE if multi else CreationMeta.DEFAULT
+            return as_view(a[base_pos], out, meta, differentiable)
+
+        return KernelFunction(
+            ad_inplace_or_view_view_op, True, _DEBUG, convention="full", name="ad_inplace_or_view"
+        )
+
     def ad_inplace_or_view(ks: int, *a: Any) -> Any:
-        s = _tls
+        s = _per_thread.state
         if mutable and not s.inference_mode:
             # Checked before the data is touched (PyTorch checks after; see the module doc).
             for i in mutable_single:

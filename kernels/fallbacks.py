@@ -26,7 +26,7 @@ from dispatch.keys import AUTOGRAD_KEYS, DispatchKey
 from dispatch.keyset import RAW_AFTER_AUTOGRAD
 from dispatch.operator import KernelFunction
 from dispatch.tensorimpl import Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from kernels.autograd.graph import Node, collect_next_edges
 
 _HERE: Final = "registered at kernels/fallbacks.py"
@@ -66,7 +66,7 @@ def autograd_fallback(ks: int, op: Any, *args: Any) -> Any:
     WarnNotImplemented grad_fn when grad mode is on and an input requires grad."""
     entry = op.entry
     out = redispatch_raw(entry, ks & RAW_AFTER_AUTOGRAD, args)
-    if not _tls.grad_mode:
+    if not _per_thread.state.grad_mode:
         return out
     inputs = tensor_args(entry, args)
     if not any(t.requires_grad for t in inputs):

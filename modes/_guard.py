@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -23,12 +23,12 @@ Snapshot = tuple[int, int, bool, bool, bool]
 
 
 def snapshot() -> Snapshot:
-    s = _tls
+    s = _per_thread.state
     return (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode)
 
 
 def restore(snap: Snapshot) -> None:
-    s = _tls
+    s = _per_thread.state
     s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode = snap
 
 

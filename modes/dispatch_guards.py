@@ -13,7 +13,7 @@ from typing import Any
 
 from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW, DispatchKeySet
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from modes._guard import Guard
 
 __all__ = [
@@ -47,13 +47,13 @@ class ExcludeDispatchKeyGuard(Guard):
         return DispatchKeySet.from_raw(self._raw)
 
     def _save(self) -> int:
-        return _tls.excluded
+        return _per_thread.state.excluded
 
     def _restore(self, saved: Any) -> None:
-        _tls.excluded = saved
+        _per_thread.state.excluded = saved
 
     def _apply(self) -> None:
-        _tls.excluded |= self._raw
+        _per_thread.state.excluded |= self._raw
 
 
 class IncludeDispatchKeyGuard(Guard):
@@ -74,13 +74,13 @@ class IncludeDispatchKeyGuard(Guard):
         return DispatchKeySet.from_raw(self._raw)
 
     def _save(self) -> int:
-        return _tls.included
+        return _per_thread.state.included
 
     def _restore(self, saved: Any) -> None:
-        _tls.included = saved
+        _per_thread.state.included = saved
 
     def _apply(self) -> None:
-        _tls.included |= self._raw
+        _per_thread.state.included |= self._raw
 
 
 class AutoDispatchBelowAutograd(ExcludeDispatchKeyGuard):

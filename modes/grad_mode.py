@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from modes._guard import Guard
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
 
 
 def is_grad_enabled() -> bool:
-    return _tls.grad_mode
+    return _per_thread.state.grad_mode
 
 
 class _GradModeGuard(Guard):
@@ -32,10 +32,10 @@ class _GradModeGuard(Guard):
     __slots__ = ()
 
     def _save(self) -> bool:
-        return _tls.grad_mode
+        return _per_thread.state.grad_mode
 
     def _restore(self, saved: Any) -> None:
-        _tls.grad_mode = saved
+        _per_thread.state.grad_mode = saved
 
 
 class AutoGradMode(_GradModeGuard):
@@ -48,7 +48,7 @@ class AutoGradMode(_GradModeGuard):
         self.enabled = bool(enabled)
 
     def _apply(self) -> None:
-        _tls.grad_mode = self.enabled
+        _per_thread.state.grad_mode = self.enabled
 
 
 class NoGradGuard(AutoGradMode):
@@ -81,7 +81,7 @@ class no_grad(_DecoratorGuard):
         super().__init__()
 
     def _apply(self) -> None:
-        _tls.grad_mode = False
+        _per_thread.state.grad_mode = False
 
 
 class enable_grad(_DecoratorGuard):
@@ -93,7 +93,7 @@ class enable_grad(_DecoratorGuard):
         super().__init__()
 
     def _apply(self) -> None:
-        _tls.grad_mode = True
+        _per_thread.state.grad_mode = True
 
 
 class set_grad_enabled(_GradModeGuard):
@@ -111,25 +111,25 @@ class set_grad_enabled(_GradModeGuard):
             )
         super().__init__()
         self.mode = mode
-        self._prev = _tls.grad_mode
-        _tls.grad_mode = mode
+        self._prev = _per_thread.state.grad_mode
+        _per_thread.state.grad_mode = mode
 
     def __enter__(self) -> None:
         self._saved.append(self._prev)
-        _tls.grad_mode = self.mode
+        _per_thread.state.grad_mode = self.mode
         return None
 
     def _apply(self) -> None:
-        _tls.grad_mode = self.mode
+        _per_thread.state.grad_mode = self.mode
 
     def __call__(self, func: Any) -> Any:
         # Decorating: undo the mode change the constructor made, as torch does.
-        _tls.grad_mode = self._prev
+        _per_thread.state.grad_mode = self._prev
         return super().__call__(func)
 
     def clone(self) -> Guard:
         new = object.__new__(type(self))
         Guard.__init__(new)
         new.mode = self.mode
-        new._prev = _tls.grad_mode
+        new._prev = _per_thread.state.grad_mode
         return new

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dispatch.keyset import RAW_ADINPLACEORVIEW, RAW_AUTOGRAD
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from modes._guard import Guard
 
 __all__ = ["InferenceMode", "inference_mode", "is_inference_mode_enabled"]
@@ -21,7 +21,7 @@ __all__ = ["InferenceMode", "inference_mode", "is_inference_mode_enabled"]
 
 def is_inference_mode_enabled() -> bool:
     """``InferenceMode::is_enabled()``."""
-    return _tls.inference_mode
+    return _per_thread.state.inference_mode
 
 
 class InferenceMode(Guard):
@@ -34,7 +34,7 @@ class InferenceMode(Guard):
         self.enabled = bool(enabled)
 
     def _apply(self) -> None:
-        s = _tls
+        s = _per_thread.state
         e = self.enabled
         s.grad_mode = not e
         s.inference_mode = e

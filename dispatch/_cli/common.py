@@ -13,7 +13,7 @@ from typing import Any, Final, TextIO
 
 import dispatch
 from dispatch.keyset import DispatchKeySet
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from dispatch.trace import DispatchEvent
 
 PROG: Final = "dispatchsim"
@@ -82,8 +82,8 @@ def tls_dict() -> dict[str, Any]:
     return {
         "included": key_names(included),
         "excluded": key_names(excluded),
-        "grad_mode": _tls.grad_mode,
-        "inference_mode": _tls.inference_mode,
+        "grad_mode": _per_thread.state.grad_mode,
+        "inference_mode": _per_thread.state.inference_mode,
     }
 
 
@@ -91,7 +91,7 @@ def tls_dict() -> dict[str, Any]:
 def preserved_tls() -> Iterator[None]:
     """Restore the thread-local dispatch state (and the active tracer) on exit, whatever
     the code inside did. Guards already restore what they edit; this is the backstop."""
-    s = _tls
+    s = _per_thread.state
     saved = (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode, s.tracer)
     try:
         yield

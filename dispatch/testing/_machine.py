@@ -39,7 +39,7 @@ from dispatch.testing._strategies import (
     op_calls,
     resolve_op,
 )
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = ["DispatchStateMachine"]
 
@@ -204,7 +204,7 @@ class DispatchStateMachine(RuleBasedStateMachine):
         self.ns = f"dsm{next(_ns_counter)}"
         self.guard_stack = GuardStack(start=TLSState.current())
         self._start_tls = TLSState.current()
-        s = _tls
+        s = _per_thread.state
         self._start_raw = (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode)
         self.pool: list[tuple[str, Tensor]] = []
         self._names = itertools.count()
@@ -583,7 +583,7 @@ class DispatchStateMachine(RuleBasedStateMachine):
             check_operator_table(op.entry)
         left = TLSState.current()
         if left != self._start_tls:
-            s = _tls  # restore it, so that the next example starts where this one did
+            s = _per_thread.state  # restore it, so that the next example starts where this one did
             s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode = self._start_raw
             raise DispatchInvariantError(
                 "tls-model",

@@ -27,7 +27,7 @@ from dispatch.keys import AUTOGRAD_KEYS, BACKEND_FOR_AUTOGRAD_KEY, BACKEND_KEYS,
 from dispatch.keyset import RAW_DEFAULT_EXCLUDED, RAW_DEFAULT_INCLUDED, RAW_FULL, DispatchKeySet
 from dispatch.operator import KernelFunction, OperatorEntry, TableEntry
 from dispatch.tensorimpl import Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = [
     "GUARD_NAMES",
@@ -85,7 +85,7 @@ class TLSState(NamedTuple):
     @classmethod
     def current(cls) -> TLSState:
         """This thread's state now."""
-        s = _tls
+        s = _per_thread.state
         return cls(
             DispatchKeySet.from_raw(s.included),
             DispatchKeySet.from_raw(s.excluded),
@@ -293,7 +293,7 @@ def default_tls() -> contextlib.AbstractContextManager[None]:
 
 @contextlib.contextmanager
 def _default_tls() -> Iterator[None]:
-    s = _tls
+    s = _per_thread.state
     saved = (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode)
     s.included, s.excluded = RAW_DEFAULT_INCLUDED, RAW_DEFAULT_EXCLUDED
     s.grad_mode, s.inference_mode, s.fw_grad_mode = True, False, True

@@ -24,7 +24,7 @@ from typing import Any, Final
 import pytest
 
 import dispatch
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from dispatch.trace import Trace
 
 __all__ = ["HYPOTHESIS_PROFILES", "register_hypothesis_profiles"]
@@ -68,12 +68,12 @@ register_hypothesis_profiles()
 
 
 def _tls_snapshot() -> tuple[Any, ...]:
-    s = _tls
+    s = _per_thread.state
     return (s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode)
 
 
 def _tls_restore(snap: tuple[Any, ...]) -> None:
-    s = _tls
+    s = _per_thread.state
     s.included, s.excluded, s.grad_mode, s.inference_mode, s.fw_grad_mode = snap
 
 

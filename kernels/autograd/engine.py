@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dispatch.tensorimpl import Tensor, _call
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from kernels.autograd import graph as _graph
 from kernels.autograd.graph import (
     AccumulateGrad,
@@ -302,7 +302,7 @@ class _GraphTask:
             buf[pos] = var
             return
         refs = self.refs
-        if _tls.grad_mode:
+        if _per_thread.state.grad_mode:
             new = _call("add.Tensor", (old, var, 1))
         elif is_non_overlapping_and_dense(old) and refs.sole_owner_of_storage(old):
             old.add_(var)  # the buffered gradient is repurposed: its version moves
@@ -576,15 +576,15 @@ def _execute(
     if outputs:
         task.init_to_execute(root_fn, outputs, accumulate)
 
-    prev_grad_mode = _tls.grad_mode
-    _tls.grad_mode = create_graph
+    prev_grad_mode = _per_thread.state.grad_mode
+    _per_thread.state.grad_mode = create_graph
     try:
         task.queue.push((root_fn, first))
         while task.queue:
             fn, buf = task.queue.pop()
             task.evaluate_function(fn, buf)
     finally:
-        _tls.grad_mode = prev_grad_mode
+        _per_thread.state.grad_mode = prev_grad_mode
     return task.captured
 
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Final
 
 from dispatch.dtypes import DType
 from dispatch.tensorimpl import CreationMeta, Tensor, _call
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from kernels.ad_inplace_or_view import INFERENCE_INPLACE_ERROR
 from kernels.autograd.derivatives import sum_to
 from kernels.autograd.engine import is_expandable_to
@@ -298,14 +298,14 @@ class Function:
         is_variable_input = [isinstance(a, Tensor) for a in args]
         input_vars: list[Tensor] = [a for a in args if isinstance(a, Tensor)]
         needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-        is_executable = _tls.grad_mode and any(needs_input_grad)
+        is_executable = _per_thread.state.grad_mode and any(needs_input_grad)
         ctx = cls._backward_cls()
         if is_executable:
             ctx._next_edges = collect_next_edges(input_vars)
         ctx.needs_input_grad = needs_input_grad
         ctx._is_variable_input = is_variable_input
         # 2. forward, with grad mode off
-        s = _tls
+        s = _per_thread.state
         prev = s.grad_mode
         s.grad_mode = False
         try:
@@ -485,7 +485,7 @@ def _set_history(
 
 def _view_as_self_with_no_grad(t: Tensor) -> Tensor:
     """An input returned as-is is returned as ``t.view_as(t)`` made in no_grad mode."""
-    s = _tls
+    s = _per_thread.state
     prev = s.grad_mode
     s.grad_mode = False
     try:
@@ -506,7 +506,7 @@ def _bump_version(t: Tensor) -> None:
     """``impl::bump_version``: refused for an inference tensor outside inference mode."""
     vc = t._version_counter
     if vc is None:
-        if not _tls.inference_mode:
+        if not _per_thread.state.inference_mode:
             raise RuntimeError(INFERENCE_INPLACE_ERROR)
         return
     vc.version += 1
@@ -577,7 +577,7 @@ def once_differentiable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(ctx: Any, *args: Any, **kwargs: Any) -> Any:
-        s = _tls
+        s = _per_thread.state
         prev = s.grad_mode
         s.grad_mode = False
         try:

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 from dispatch.tensorimpl import Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 
 __all__ = [
     "AccumulateGrad",
@@ -236,7 +236,7 @@ class AccumulateGrad(Node):
         grad = var._grad
         if grad is None:
             if (
-                not _tls.grad_mode
+                not _per_thread.state.grad_mode
                 and _is_stealable(new_grad)
                 and obeys_layout_contract(new_grad, var)
             ):
@@ -244,7 +244,7 @@ class AccumulateGrad(Node):
                 var._grad = new_grad.detach()
             else:
                 var._grad = clone_obey_contract(new_grad, var)
-        elif not _tls.grad_mode:
+        elif not _per_thread.state.grad_mode:
             grad.add_(new_grad)  # `variable_grad += new_grad`: in place
         else:
             var._grad = grad + new_grad  # create_graph: out of place, keeping the history

@@ -28,7 +28,7 @@ from dispatch.dtypes import from_numpy
 from dispatch.keyset import RAW_AFTER_AUTOGRAD, RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from kernels.autograd.derivatives import Ctx, Derivative
 from kernels.autograd.graph import NO_EDGE, Node, SavedVariable, gradient_edge
 from kernels.autograd.variable import check_inplace, rebase_history, set_history
@@ -159,7 +159,7 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
         out_error = f"{op_name}(): functions with out=... arguments don't support automatic differentiation, but one of the arguments requires grad."
 
         def no_formula(ks: int, *a: Any) -> Any:
-            s = _tls
+            s = _per_thread.state
             if is_out and s.grad_mode:
                 for i in tensor_pos:
                     t = a[i]
@@ -185,17 +185,21 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
     one_tensor_output = len(schema.returns) == 1 and schema.returns[0].type == "Tensor"
 
     def autograd_kernel(ks: int, *a: Any) -> Any:
-        s = _tls
+        s = _per_thread.state
         # 1. compute_requires_grad
         requires = False
         if s.grad_mode:
             for i in diff_pos:
                 t = a[i]
-                if t is not None and t.requires_grad:
+                if t is not None and (  # Tensor.requires_grad, inlined
+                    t._requires_grad
+                    or t._grad_fn is not None
+                    or (t._base is not None and t._base.requires_grad)
+                ):
                     requires = True
                     break
-        # 2.
-        if is_inplace:
+        # 2. (check_inplace has nothing to check unless the op records)
+        if is_inplace and requires:
             check_inplace(a[self_pos], requires)
         # 3.
         node: FormulaNode | None = None

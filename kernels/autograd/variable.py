@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dispatch.tensorimpl import CreationMeta, Tensor
-from dispatch.tls import state as _tls
+from dispatch.tls import per_thread as _per_thread
 from kernels.autograd import graph as _graph
 from kernels.autograd.graph import (
     CopySlices,
@@ -245,7 +245,7 @@ _graph._current_grad_fn = current_grad_fn  # gradient_edge calls it without an i
 
 def check_inplace(t: Tensor, requires_grad: bool) -> None:
     """``check_inplace``: may ``t`` be modified in place by an op that records autograd?"""
-    if not (requires_grad and _tls.grad_mode):
+    if not (requires_grad and _per_thread.state.grad_mode):
         return
     base = t._base
     if base is not None:
