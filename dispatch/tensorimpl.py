@@ -697,37 +697,29 @@ class Tensor:
         _setitem(self, index, value)
 
     # -- operators ------------------------------------------------------------------------------
-    def __add__(self, other: Any) -> Tensor:
-        return self.add(other)
+    # (aliases where the operator is the method: `a + b` is one Python call, not two)
+    __add__ = add
 
-    def __radd__(self, other: Any) -> Tensor:
-        return self.add(other)
+    __radd__ = add
 
-    def __iadd__(self, other: Any) -> Tensor:
-        return self.add_(other)
+    __iadd__ = add_
 
-    def __sub__(self, other: Any) -> Tensor:
-        return self.sub(other)
+    __sub__ = sub
 
     def __rsub__(self, other: Any) -> Tensor:
         if isinstance(other, Tensor):
             return other.sub(self)
         return _call("rsub.Scalar", (self, _scalar(other), 1))
 
-    def __isub__(self, other: Any) -> Tensor:
-        return self.sub_(other)
+    __isub__ = sub_
 
-    def __mul__(self, other: Any) -> Tensor:
-        return self.mul(other)
+    __mul__ = mul
 
-    def __rmul__(self, other: Any) -> Tensor:
-        return self.mul(other)
+    __rmul__ = mul
 
-    def __imul__(self, other: Any) -> Tensor:
-        return self.mul_(other)
+    __imul__ = mul_
 
-    def __truediv__(self, other: Any) -> Tensor:
-        return self.div(other)
+    __truediv__ = div
 
     def __rtruediv__(self, other: Any) -> Tensor:
         # torch: reciprocal, then a multiplication by the number
@@ -735,26 +727,21 @@ class Tensor:
             return other.div(self)
         return self.reciprocal().mul(other)
 
-    def __itruediv__(self, other: Any) -> Tensor:
-        return self.div_(other)
+    __itruediv__ = div_
 
-    def __pow__(self, exponent: Any) -> Tensor:
-        return self.pow(exponent)
+    __pow__ = pow
 
     def __rpow__(self, base: Any) -> Tensor:
         return _call("pow.Scalar", (_scalar(base), self))
 
-    def __ipow__(self, exponent: Any) -> Tensor:
-        return self.pow_(exponent)
+    __ipow__ = pow_
 
-    def __matmul__(self, other: Tensor) -> Tensor:
-        return self.matmul(other)
+    __matmul__ = matmul
 
     def __rmatmul__(self, other: Tensor) -> Tensor:
         return _w(other).matmul(self)
 
-    def __neg__(self) -> Tensor:
-        return self.neg()
+    __neg__ = neg
 
     def __pos__(self) -> Tensor:
         return self

@@ -45,7 +45,7 @@ def _should_fold(tensor1: Tensor, tensor2: Tensor) -> bool:
 
 def _matmul_impl(tensor1: Tensor, tensor2: Tensor) -> Tensor:
     """``at::native::_matmul_impl`` (without ``out=``)."""
-    dim_tensor1, dim_tensor2 = tensor1.dim(), tensor2.dim()
+    dim_tensor1, dim_tensor2 = tensor1._data.ndim, tensor2._data.ndim
     if dim_tensor1 == 0 or dim_tensor2 == 0:
         raise RuntimeError(
             "both arguments to matmul need to be at least 1D, but they are "

@@ -734,7 +734,7 @@ def mean_dim(
 # linear algebra
 # ------------------------------------------------------------------------------------------
 def _same_dtype(a: Tensor, b: Tensor, what: str = "m1 and m2") -> None:
-    if a.dtype != b.dtype:
+    if a._data.dtype != b._data.dtype:
         x, y = what.split(" and ")
         raise RuntimeError(
             f"expected {x} and {y} to have the same dtype, but got: {_cname(a.dtype)} != "

@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Final
 
 from dispatch.dispatcher import redispatch_raw
 from dispatch.dtypes import from_numpy
+from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AFTER_AUTOGRAD, RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import Tensor
@@ -36,6 +37,7 @@ from kernels.autograd.variable import check_inplace, rebase_history, set_history
 __all__ = ["FormulaNode", "make_autograd_kernel", "node_class"]
 
 _DEBUG = "registered at kernels/autograd/kernel.py (generic Autograd kernel)"
+META: Final = DispatchKey.Meta.bit
 
 
 _NO_SAVED: Final[Mapping[str, SavedVariable]] = MappingProxyType({})
@@ -209,12 +211,14 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
             edges: list[Any] = []
             for i in diff_pos:
                 t = a[i]
-                if t is None or not t.requires_grad:
+                if t is None:
                     edges.append(NO_EDGE)
                 elif t._base is None and t._grad_fn is not None:
                     edges.append((t._grad_fn, t._output_nr))
-                else:
+                elif t.requires_grad:
                     edges.append(gradient_edge(t))
+                else:
+                    edges.append(NO_EDGE)
             node = cls(edges)
             node.record = make_record(a)
             if geometry_pos:
@@ -226,10 +230,11 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                 saved: dict[str, SavedVariable] = {}
                 node.saved_variables = saved
                 for name, i, guard in save_pos:
-                    if guard < 0 or node.should_compute_output(guard):
+                    # (should_compute_output, inlined: does input ``guard`` lead anywhere)
+                    if guard < 0 or edges[guard][0] is not None:
                         saved[name] = SavedVariable(a[i])
                 if clone_guard is not None and (
-                    clone_guard < 0 or node.should_compute_output(clone_guard)
+                    clone_guard < 0 or edges[clone_guard][0] is not None
                 ):
                     saved["self"] = SavedVariable(a[self_pos].clone())
         # 4.
@@ -250,7 +255,10 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     # set_history of one output, inlined
                     out._grad_fn = node
                     out._output_nr = 0
-                    node.input_metadata.append((out._data.shape, out.dtype, out.device.type))
+                    data = out._data
+                    node.input_metadata.append(
+                        (data.shape, from_numpy(data.dtype), "meta" if out._keys & META else "cpu")
+                    )
                     if out._base is not None:
                         vc = out._version_counter
                         out._attr_version = vc.version if vc is not None else 0
