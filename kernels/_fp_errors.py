@@ -16,6 +16,7 @@ Where numpy keeps it elsewhere (NumPy 1.x), these fall back to ``np.errstate``::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -45,10 +46,6 @@ try:
 except ImportError:  # NumPy 1.x: np.errstate it is
     pass
 else:
-    _IGNORE_ALL = _make_extobj(all="ignore")
-
-    def _set_ignore_all() -> Any:
-        return _extobj_contextvar.set(_IGNORE_ALL)
-
-    ignore_fp_errors = _set_ignore_all
+    # a partial of the C method: no Python frame between a kernel and the context variable
+    ignore_fp_errors = functools.partial(_extobj_contextvar.set, _make_extobj(all="ignore"))
     restore_fp_errors = _extobj_contextvar.reset

@@ -377,7 +377,15 @@ def _make_binary(name: str, fn: Callable[..., Any], has_alpha: bool) -> None:
                     res = np.empty(shape, dtype)
                 else:  # broadcasting (a bias add) or strided operands
                     shape = broadcast_shape(shape, y.shape)
-                    res = iterator_output(shape, (self, other), dt.from_numpy(dtype))
+                    if (
+                        0 not in shape
+                        and 1 not in shape
+                        and x.flags.c_contiguous
+                        and y.flags.c_contiguous
+                    ):  # iterator_output's contiguous case, inlined
+                        res = np.empty(shape, dtype)
+                    else:
+                        res = iterator_output(shape, (self, other), dt.from_numpy(dtype))
                 token = ignore_fp_errors()
                 try:
                     fn(x, y, out=res)
@@ -574,10 +582,35 @@ def _sigmoid(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
     return r
 
 
+def _dtypes_where_maximum_is_relu() -> frozenset[np.dtype[Any]]:
+    """The dtypes for which ``np.maximum(0, x)`` is ``x < 0 ? 0 : x`` in every loop numpy
+    may pick (scalar and vector lengths, strided): exact for integers and bool; for a float
+    dtype only if numpy returns its second operand on a tie (-0.0 against 0.0), which this
+    numpy is asked for each float dtype at import (float16's loops differ from the rest)."""
+    ok: set[np.dtype[Any]] = {np.dtype(d) for d in (np.bool_, np.int32, np.int64)}
+    for dtype in (np.float16, np.float32, np.float64):
+        x = np.full(2000, -0.0, dtype=dtype)
+        if all(
+            np.signbit(np.maximum(dtype(0), operand)).all()
+            for n in (1, 3, 8, 17, 64, 1000)
+            for operand in (x[:n], x[: 2 * n : 2])
+        ):
+            ok.add(np.dtype(dtype))
+    return frozenset(ok)
+
+
+_MAXIMUM_IS_RELU = _dtypes_where_maximum_is_relu()
+
+
 def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
-    # clamp_min(0) as torch computes it: x < 0 ? 0 : x — keeps -0.0 (np.maximum gives +0.0)
-    # and nan
-    r = np.where(x < 0, np.zeros((), dtype=x.dtype), x)
+    # clamp_min(0) as torch computes it: x < 0 ? 0 : x — keeps -0.0 and nan. np.maximum
+    # propagates nan and, where checked at import, returns its second operand on a tie,
+    # so np.maximum(0, x) is that in one pass; np.where is the portable fallback
+    zero = x.dtype.type(0)
+    if x.dtype in _MAXIMUM_IS_RELU:
+        r: Array = np.maximum(zero, x) if out is None else np.maximum(zero, x, out=out)
+        return r
+    r = np.where(x < 0, zero, x)
     if out is not None:
         np.copyto(out, r, casting="unsafe")
         return out
@@ -771,7 +804,9 @@ def check_mm(self: Tensor, mat2: Tensor) -> tuple[int, ...]:
 @cpu("mm")
 def mm(self: Tensor, mat2: Tensor) -> Tensor:
     check_mm(self, mat2)
-    return new_cpu_tensor(np.matmul(self._data, mat2._data))
+    # np.dot: the same BLAS product as np.matmul for two matrices, without matmul's
+    # broadcasting set-up (a fifth of a small product)
+    return new_cpu_tensor(np.dot(self._data, mat2._data))
 
 
 def check_mv(self: Tensor, vec: Tensor) -> tuple[int, ...]:
@@ -1021,7 +1056,11 @@ def view_array(a: Array, shape: Sequence[int]) -> Array | None:
 @cpu("view")
 @meta("view")
 def view(self: Tensor, size: list[int]) -> Tensor:
-    out = view_array(self._data, size)
+    a = self._data
+    if len(size) == 1 and (size[0] == -1 or size[0] == a.size) and a.flags.c_contiguous:
+        # view_array's first case, inlined: flattening is the commonest view
+        return new_view_tensor(a.reshape(a.size), self)
+    out = view_array(a, size)
     if out is None:
         raise RuntimeError(
             "view size is not compatible with input tensor's size and stride (at least one "

@@ -975,3 +975,22 @@ def test_inplace_aliasing_matches_torch(case: str) -> None:
             return ("raises", type(e).__name__, str(e))
 
     assert outcome(dispatch) == outcome(torch)
+
+
+@pytest.mark.parametrize("one_pass", [True, False], ids=["np.maximum", "np.where"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_relu_keeps_negative_zero_and_nan_on_either_path(
+    monkeypatch: pytest.MonkeyPatch, one_pass: bool, dtype: str
+) -> None:
+    """relu is ``x < 0 ? 0 : x`` (torch's clamp_min): -0.0 stays -0.0, nan stays nan —
+    whether the kernel takes np.maximum (where numpy was found at import to keep the
+    second operand on a tie) or the np.where fallback."""
+    from kernels import cpu
+
+    if not one_pass:
+        monkeypatch.setattr(cpu, "_MAXIMUM_IS_RELU", frozenset())
+    t = dispatch.tensor([-0.0, float("nan"), -1.0, 3.0, 0.0], dtype=getattr(dispatch, dtype))
+    for r in (t.relu(), t.clone().relu_()):
+        v = r.numpy()
+        assert np.signbit(v).tolist() == [True, False, False, False, False]
+        assert np.isnan(v[1]) and v[2] == 0 and v[3] == 3

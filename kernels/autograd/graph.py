@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
+from dispatch.dtypes import from_numpy
+from dispatch.keys import DispatchKey
 from dispatch.tensorimpl import Tensor
 from dispatch.tls import per_thread as _per_thread
 
@@ -34,6 +36,7 @@ __all__ = [
 
 Edge = tuple["Node | None", int]
 _sequence = itertools.count()
+_META: Final = DispatchKey.Meta.bit
 
 INFERENCE_SAVE_ERROR = (
     "Inference tensors cannot be saved for backward. Please do not use Tensors created in "
@@ -221,7 +224,10 @@ class AccumulateGrad(Node):
         self._next_edges = []
         self.sequence_nr = _UINT64_MAX
         # what gradients are checked against: the leaf as it is now (torch's input metadata)
-        self.input_metadata = [(variable._data.shape, variable.dtype, variable.device.type)]
+        data = variable._data
+        self.input_metadata = [
+            (data.shape, from_numpy(data.dtype), "meta" if variable._keys & _META else "cpu")
+        ]
         self.variable = variable
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
