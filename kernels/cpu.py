@@ -600,17 +600,19 @@ def _dtypes_where_maximum_is_relu() -> frozenset[np.dtype[Any]]:
 
 
 _MAXIMUM_IS_RELU = _dtypes_where_maximum_is_relu()
+# the zero np.maximum compares with, per dtype (a numpy scalar costs a third of the op)
+_RELU_ZERO: dict[np.dtype[Any], Any] = {d: d.type(0) for d in _MAXIMUM_IS_RELU}
 
 
 def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:
     # clamp_min(0) as torch computes it: x < 0 ? 0 : x — keeps -0.0 and nan. np.maximum
     # propagates nan and, where checked at import, returns its second operand on a tie,
     # so np.maximum(0, x) is that in one pass; np.where is the portable fallback
-    zero = x.dtype.type(0)
-    if x.dtype in _MAXIMUM_IS_RELU:
+    zero = _RELU_ZERO.get(x.dtype)
+    if zero is not None:
         r: Array = np.maximum(zero, x) if out is None else np.maximum(zero, x, out=out)
         return r
-    r = np.where(x < 0, zero, x)
+    r = np.where(x < 0, x.dtype.type(0), x)
     if out is not None:
         np.copyto(out, r, casting="unsafe")
         return out
@@ -638,6 +640,16 @@ def _make_unary(name: str, fn: Callable[..., Any], to_float: bool) -> None:
                 "Negation, the `-` operator, on a bool tensor is not supported. If you are trying "
                 "to invert a mask, use the `~` or `logical_not()` operator instead."
             )
+        x = self._data
+        if x.dtype.kind == "f":  # no promotion: the result has x's dtype
+            token = ignore_fp_errors()
+            try:
+                res = fn(x)
+            finally:
+                restore_fp_errors(token)
+            if type(res) is not np.ndarray or res.dtype != x.dtype:  # (0-dim: a scalar)
+                res = np.asarray(res).astype(x.dtype, copy=False)
+            return new_cpu_tensor(res)
         r = _float_dtype(self) if to_float else self.dtype
         x = _arr(self, r)
         token = ignore_fp_errors()
