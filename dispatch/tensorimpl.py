@@ -611,6 +611,8 @@ class Tensor:
 
     # -- views ----------------------------------------------------------------------------------
     def view(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and type(shape[0]) is int:  # view(-1): no size list to parse
+            return _call("view", (self, [shape[0]]))
         if len(shape) == 1 and isinstance(shape[0], DType):
             raise NotImplementedError("view(dtype) is not modelled by dispatchsim")
         return _call("view", (self, _shape(shape)))
