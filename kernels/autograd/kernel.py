@@ -31,7 +31,13 @@ from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import Tensor
 from dispatch.tls import per_thread as _per_thread
 from kernels.autograd.derivatives import Ctx, Derivative
-from kernels.autograd.graph import NO_EDGE, Node, SavedVariable, gradient_edge
+from kernels.autograd.graph import (
+    NO_EDGE,
+    Node,
+    SavedVariable,
+    grad_accumulator,
+    gradient_edge,
+)
 from kernels.autograd.variable import check_inplace, rebase_history, set_history
 
 __all__ = ["FormulaNode", "make_autograd_kernel", "node_class"]
@@ -215,6 +221,11 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     edges.append(NO_EDGE)
                 elif t._base is None and t._grad_fn is not None:
                     edges.append((t._grad_fn, t._output_nr))
+                elif t._base is None and t._requires_grad:
+                    # a leaf: its AccumulateGrad, while the previous graph still holds it
+                    ref = t._grad_accumulator
+                    acc = ref() if ref is not None else None
+                    edges.append((acc if acc is not None else grad_accumulator(t), 0))
                 elif t.requires_grad:
                     edges.append(gradient_edge(t))
                 else:
