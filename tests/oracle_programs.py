@@ -306,6 +306,14 @@ def matmul_ok(a: Sequence[int], b: Sequence[int]) -> bool:
     return a[-1] == b[-2] and broadcast(a[:-2], b[:-2]) is not None
 
 
+def single_term_product(a: Sequence[int], b: Sequence[int]) -> bool:
+    """A matrix product of two operands of 2+ dimensions whose contracted dimension is 1.
+    KNOWN divergence (docs/divergences.md; tests/test_inference_fuzz.py
+    ``signed_zero_of_single_term_matrix_product``): the sign of a zero it produces follows
+    numpy's BLAS, not torch's gemm, so the random programs do not make one."""
+    return len(a) >= 2 and len(b) >= 2 and a[-1] == 1
+
+
 def _fmt_index(parts: Sequence[Any]) -> str:
     def one(p: Any) -> str:
         if p is None:
@@ -455,6 +463,10 @@ class ProgramGenerator:
                     )
                 )
             expr = f"{a} @ {b}" if form == "@" else f"{a}.{form}({b})"
+            if matmul_ok(self.shape(a), self.shape(b)) and single_term_product(
+                self.shape(a), self.shape(b)
+            ):
+                expr = f"{a}.neg()"  # steered around a documented divergence (below)
         return f"{self.fresh()} = {expr}"
 
     def _shape_for_view(self, a: str) -> tuple[int, ...]:
