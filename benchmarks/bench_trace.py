@@ -1,6 +1,6 @@
 """What tracing costs when no trace is active.
 
-The dispatcher's hot path pays one ``tracer is not None`` check per call
+The dispatcher's hot path pays one ``_tracers and s.tracer is not None`` check per call
 (``dispatch.dispatcher.call``) and per redispatch (``redispatch_raw``); nothing else
 in dispatchsim knows about tracing (the recorder infers what each kernel did from the
 tensors, so kernels have no hooks). This benchmark times ``a + b``, ``a.add_(1)`` and

@@ -17,6 +17,7 @@ Where numpy keeps it elsewhere (NumPy 1.x), these fall back to ``np.errstate``::
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,23 @@ def _errstate_exit(state: Any) -> None:
 ignore_fp_errors: Callable[[], Any] = _errstate_enter
 restore_fp_errors: Callable[[Any], None] = _errstate_exit
 
+
+def _silences(ignore: Callable[[], Any], restore: Callable[[Any], None]) -> bool:
+    """Do ``ignore`` / ``restore`` silence numpy and then give the caller's state back?"""
+    before = np.geterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        token = ignore()
+        try:
+            np.divide(np.ones(1), 0.0)
+            np.multiply(np.full(1, 1e308), 10.0)
+        except (RuntimeWarning, FloatingPointError):
+            return False
+        finally:
+            restore(token)
+    return np.geterr() == before
+
+
 try:
     from numpy._core._ufunc_config import (  # type: ignore[attr-defined]
         _extobj_contextvar,
@@ -47,5 +65,7 @@ except ImportError:  # NumPy 1.x: np.errstate it is
     pass
 else:
     # a partial of the C method: no Python frame between a kernel and the context variable
-    ignore_fp_errors = functools.partial(_extobj_contextvar.set, _make_extobj(all="ignore"))
-    restore_fp_errors = _extobj_contextvar.reset
+    _fast_ignore = functools.partial(_extobj_contextvar.set, _make_extobj(all="ignore"))
+    if _silences(_fast_ignore, _extobj_contextvar.reset):  # (private names: checked once)
+        ignore_fp_errors = _fast_ignore
+        restore_fp_errors = _extobj_contextvar.reset

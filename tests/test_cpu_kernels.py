@@ -994,3 +994,24 @@ def test_relu_keeps_negative_zero_and_nan_on_either_path(
         v = r.numpy()
         assert np.signbit(v).tolist() == [True, False, False, False, False]
         assert np.isnan(v[1]) and v[2] == 0 and v[3] == 3
+
+
+def test_kernels_compute_inf_and_nan_silently_and_leave_numpy_state_alone() -> None:
+    """torch computes inf/nan without a word: the kernels silence numpy around their own
+    computation only (kernels/_fp_errors.py: numpy's context variable, or np.errstate)."""
+    import warnings
+
+    from kernels import _fp_errors as f
+
+    assert f._silences(f.ignore_fp_errors, f.restore_fp_errors)
+    assert f._silences(f._errstate_enter, f._errstate_exit)  # the fallback works too
+    assert not f._silences(lambda: None, lambda token: None)  # the check can fail
+    before = np.geterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = dispatch.tensor([1.0, 0.0, -1.0])
+        assert (x / 0).tolist()[0] == float("inf") and np.isnan((x / 0).tolist()[1])
+        assert x.log().tolist()[1] == float("-inf")
+    assert np.geterr() == before
+    with pytest.warns(RuntimeWarning):  # numpy itself still warns outside the kernels
+        np.divide(np.ones(1), 0.0)
