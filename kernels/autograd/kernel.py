@@ -19,6 +19,7 @@ ONE generic kernel, built per operator from its schema and its entry in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
@@ -33,9 +34,9 @@ from dispatch.tls import per_thread as _per_thread
 from kernels.autograd.derivatives import Ctx, Derivative
 from kernels.autograd.graph import (
     NO_EDGE,
+    AccumulateGrad,
     Node,
     SavedVariable,
-    grad_accumulator,
     gradient_edge,
 )
 from kernels.autograd.variable import check_inplace, rebase_history, set_history
@@ -222,10 +223,14 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                 elif t._base is None and t._grad_fn is not None:
                     edges.append((t._grad_fn, t._output_nr))
                 elif t._base is None and t._requires_grad:
-                    # a leaf: its AccumulateGrad, while the previous graph still holds it
+                    # a leaf: grad_accumulator, inlined (held weakly: a new graph makes a
+                    # new one once the previous graph is gone, as torch's weak_ptr does)
                     ref = t._grad_accumulator
                     acc = ref() if ref is not None else None
-                    edges.append((acc if acc is not None else grad_accumulator(t), 0))
+                    if acc is None:
+                        acc = AccumulateGrad(t)
+                        t._grad_accumulator = weakref.ref(acc)
+                    edges.append((acc, 0))
                 elif t.requires_grad:
                     edges.append(gradient_edge(t))
                 else:
