@@ -60,6 +60,11 @@ def broadcast_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     if not a:
         return b
     la, lb = len(a), len(b)
+    # the other common case: one shape is the other's tail (a bias, a row of weights)
+    if lb < la and a[la - lb :] == b:
+        return a
+    if la < lb and b[lb - la :] == a:
+        return b
     n = max(la, lb)
     out = [0] * n
     for i in range(1, n + 1):
