@@ -111,6 +111,7 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
         # the kernel of every single-output view op (view, slice, select, expand, t...):
         # the general kernel below, specialised so a view call does only its own work
         base_pos = views[0][1]
+        default_meta = CreationMeta.MULTI_OUTPUT_NODE if multi else CreationMeta.DEFAULT
 
         def ad_inplace_or_view_view_op(ks: int, *a: Any) -> Any:
             s = _per_thread.state
@@ -125,8 +126,22 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
             elif not s.grad_mode:
                 meta = CreationMeta.NO_GRAD_MODE
             else:
-                meta = CreationMeta.MULTI_OUTPUT_NODE if multi else CreationMeta.DEFAULT
-            return as_view(a[base_pos], out, meta, differentiable)
+                meta = default_meta
+            base = a[base_pos]
+            if (
+                out is base
+                or not differentiable
+                or base._base is not None
+                or not base._keys & _AUTOGRAD_RELATED
+            ):
+                return as_view(base, out, meta, differentiable)
+            # as_view's commonest case, inlined: a view of a tracked non-view tensor
+            vc = base._version_counter
+            out._version_counter = vc
+            out._attr_version = vc.version if vc is not None else 0
+            out._base = base
+            out._creation_meta = meta
+            return out
 
         return KernelFunction(
             ad_inplace_or_view_view_op, True, _DEBUG, convention="full", name="ad_inplace_or_view"
