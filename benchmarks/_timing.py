@@ -7,8 +7,9 @@ Method:
   that are not timed) or a :class:`FunctionTimer` (a ``loop(n)`` function);
 * the clock is :func:`time.perf_counter_ns`; the garbage collector is off while a batch
   runs (as :mod:`timeit` does);
-* :func:`calibrate` picks each cell's inner loop count — doubled from 1 until one batch
-  takes at least the target time; calibration doubles as warm-up;
+* :func:`calibrate` picks each cell's inner loop count — after one untimed warm-up call,
+  doubled from 1 until one batch takes at least the target time (calibration goes on
+  warming up);
 * :func:`interleave` then measures in *rounds*: every round times one batch of every
   cell, group after group, rotating the order inside each group from round to round, so
   that machine noise (frequency scaling, the other processes on a shared machine) falls
@@ -110,7 +111,12 @@ class FunctionTimer:
 
 
 def calibrate(timer: BatchTimer, target_ns: float, max_number: int = MAX_NUMBER) -> int:
-    """The smallest power-of-two loop count whose batch takes at least ``target_ns``."""
+    """The smallest power-of-two loop count whose batch takes at least ``target_ns``.
+
+    One untimed batch runs first: a statement's first call can pay one-time costs (torch
+    initialising autograd took over 15 ms once), which would otherwise end calibration at
+    one call per batch and leave every sample dominated by the batch's own overhead."""
+    timer.time(1)
     number = 1
     while number < max_number:
         if timer.time(number) >= target_ns:
