@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import attrs
 import numpy as np
@@ -51,6 +52,9 @@ float64: Final = DType("float64", np.dtype(np.float64), True, 2, 7, 8)
 
 ALL_DTYPES: Final = (bool_, int32, int64, float16, float32, float64)
 _BY_NUMPY: Final = {d.numpy: d for d in ALL_DTYPES}
+DTYPE_OF_NUMPY: Final[Mapping[np.dtype[Any], DType]] = _BY_NUMPY
+"""numpy dtype -> DType, for hot paths whose arrays are known to hold a modelled dtype
+(:func:`from_numpy` is the checked way, with a TypeError)."""
 _BY_NAME: Final = {d.name: d for d in ALL_DTYPES} | {
     "float": float32,
     "double": float64,

@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
 from dispatch.dispatcher import redispatch_raw
-from dispatch.dtypes import from_numpy
+from dispatch.dtypes import DTYPE_OF_NUMPY, from_numpy
 from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AFTER_AUTOGRAD, RAW_AUTOGRAD, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
@@ -273,7 +273,11 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     out._output_nr = 0
                     data = out._data
                     node.input_metadata.append(
-                        (data.shape, from_numpy(data.dtype), "meta" if out._keys & META else "cpu")
+                        (
+                            data.shape,
+                            DTYPE_OF_NUMPY[data.dtype],
+                            "meta" if out._keys & META else "cpu",
+                        )
                     )
                     if out._base is not None:
                         vc = out._version_counter
