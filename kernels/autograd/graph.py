@@ -16,9 +16,8 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Final
 
-from dispatch.dtypes import DTYPE_OF_NUMPY
+from dispatch.dtypes import from_numpy
 from dispatch.keys import DispatchKey
-from dispatch.keyset import RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.tensorimpl import Tensor
 from dispatch.tls import per_thread as _per_thread
 
@@ -37,10 +36,7 @@ __all__ = [
 
 Edge = tuple["Node | None", int]
 _sequence = itertools.count()
-next_sequence_nr: Final = _sequence.__next__
-"""The next node's sequence number (torch's per-thread ``sequence_nr``), as a C callable."""
 _META: Final = DispatchKey.Meta.bit
-_AUTOGRAD_RELATED: Final = RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 
 INFERENCE_SAVE_ERROR = (
     "Inference tensors cannot be saved for backward. Please do not use Tensors created in "
@@ -230,7 +226,7 @@ class AccumulateGrad(Node):
         # what gradients are checked against: the leaf as it is now (torch's input metadata)
         data = variable._data
         self.input_metadata = [
-            (data.shape, DTYPE_OF_NUMPY[data.dtype], "meta" if variable._keys & _META else "cpu")
+            (data.shape, from_numpy(data.dtype), "meta" if variable._keys & _META else "cpu")
         ]
         self.variable = variable
 
@@ -318,7 +314,7 @@ class SavedVariable:
         self._keys = 0
         if tensor is None:
             return
-        if not tensor._keys & _AUTOGRAD_RELATED:  # tensor.is_inference(), inlined
+        if tensor.is_inference():
             raise RuntimeError(INFERENCE_SAVE_ERROR)
         vc = tensor._version_counter
         self._saved_version = vc.version if vc is not None else 0

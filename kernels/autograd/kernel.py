@@ -35,11 +35,9 @@ from kernels.autograd.derivatives import Ctx, Derivative
 from kernels.autograd.graph import (
     NO_EDGE,
     AccumulateGrad,
-    Edge,
     Node,
     SavedVariable,
     gradient_edge,
-    next_sequence_nr,
 )
 from kernels.autograd.variable import check_inplace, rebase_history, set_history
 
@@ -64,15 +62,6 @@ class FormulaNode(Node):
     derivative: Derivative
     arg_index: ClassVar[dict[str, int]] = {}  # argument name -> position in ``record``
     record: tuple[Any, ...] = ()
-
-    def __init__(self, next_edges: list[Edge], record: tuple[Any, ...]) -> None:
-        # Node.__init__'s three fields set here rather than through it: every recorded op
-        # makes one of these, from a fresh list of edges that becomes the node's own
-        self._next_edges = next_edges
-        self.sequence_nr = next_sequence_nr()
-        self.input_metadata = []
-        self.record = record
-
     geometries: Mapping[str, tuple[tuple[int, ...], tuple[int, ...], int]] = MappingProxyType({})
     # only an op that saves something gives its node a dict of its own
     saved_variables: Mapping[str, SavedVariable] = _NO_SAVED
@@ -246,7 +235,8 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                     edges.append(gradient_edge(t))
                 else:
                     edges.append(NO_EDGE)
-            node = cls(edges, make_record(a))
+            node = cls(edges)
+            node.record = make_record(a)
             if geometry_pos:
                 node.geometries = {
                     name: (tuple(a[i]._data.shape), tuple(a[i].stride()), a[i].storage_offset())
