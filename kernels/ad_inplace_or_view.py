@@ -27,6 +27,7 @@ from dispatch.keys import DispatchKey
 from dispatch.keyset import RAW_AFTER_ADINPLACEORVIEW, RAW_AUTOGRAD_WITH_ADINPLACEORVIEW
 from dispatch.operator import KernelFunction, OperatorEntry
 from dispatch.tensorimpl import CreationMeta, Tensor
+from dispatch.tls import ThreadState
 from dispatch.tls import per_thread as _per_thread
 
 __all__ = ["INFERENCE_INPLACE_ERROR", "as_view", "make_ad_inplace_or_view_kernel"]
@@ -40,10 +41,10 @@ INFERENCE_INPLACE_ERROR: Final = (
 _DEBUG: Final = "registered at kernels/ad_inplace_or_view.py (derived from the schema)"
 
 
-def creation_meta_for_new_view(multi_output: bool) -> CreationMeta:
-    """``InferenceMode::is_enabled() ? INFERENCE_MODE : (GradMode ? DEFAULT : NO_GRAD_MODE)``;
-    multi-output views use MULTI_OUTPUT_NODE where DEFAULT would be."""
-    s = _per_thread.state
+def creation_meta_for_new_view(s: ThreadState, multi_output: bool) -> CreationMeta:
+    """``InferenceMode::is_enabled() ? INFERENCE_MODE : (GradMode ? DEFAULT : NO_GRAD_MODE)``
+    in the thread state ``s``; multi-output views use MULTI_OUTPUT_NODE where DEFAULT
+    would be."""
     if s.inference_mode:
         return CreationMeta.INFERENCE_MODE
     if not s.grad_mode:
@@ -121,6 +122,7 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
                 out = redispatch_raw(entry, ks & RAW_AFTER_ADINPLACEORVIEW, a)
             finally:
                 s.excluded = prev
+            # creation_meta_for_new_view, inlined: this runs for every view op
             if s.inference_mode:
                 meta = CreationMeta.INFERENCE_MODE
             elif not s.grad_mode:
@@ -177,13 +179,7 @@ def make_ad_inplace_or_view_kernel(entry: OperatorEntry) -> KernelFunction | Non
                 if t is not None and t._version_counter is not None:
                     t._version_counter.version += 1
         if views:
-            # creation_meta_for_new_view, inlined (the state is at hand)
-            if s.inference_mode:
-                meta = CreationMeta.INFERENCE_MODE
-            elif not s.grad_mode:
-                meta = CreationMeta.NO_GRAD_MODE
-            else:
-                meta = CreationMeta.MULTI_OUTPUT_NODE if multi else CreationMeta.DEFAULT
+            meta = creation_meta_for_new_view(s, multi)
             for ri, ai in views:
                 base = a[ai]
                 if list_return:

@@ -591,7 +591,8 @@ def _dtypes_where_maximum_is_relu() -> frozenset[np.dtype[Any]]:
     """The dtypes for which ``np.maximum(0, x)`` is ``x < 0 ? 0 : x`` in every loop numpy
     may pick (scalar and vector lengths, strided): exact for integers and bool; for a float
     dtype only if numpy returns its second operand on a tie (-0.0 against 0.0), which this
-    numpy is asked for each float dtype at import (float16's loops differ from the rest)."""
+    numpy is asked for each float dtype at import (float16's loops differ from the rest).
+    Read once, into ``_RELU_ZERO``."""
     ok: set[np.dtype[Any]] = {np.dtype(d) for d in (np.bool_, np.int32, np.int64)}
     for dtype in (np.float16, np.float32, np.float64):
         x = np.full(2000, -0.0, dtype=dtype)
@@ -604,9 +605,9 @@ def _dtypes_where_maximum_is_relu() -> frozenset[np.dtype[Any]]:
     return frozenset(ok)
 
 
-_MAXIMUM_IS_RELU = _dtypes_where_maximum_is_relu()
-# the zero np.maximum compares with, per dtype (a numpy scalar costs a third of the op)
-_RELU_ZERO: dict[np.dtype[Any], Any] = {d: d.type(0) for d in _MAXIMUM_IS_RELU}
+# the zero np.maximum compares with, per dtype where that is relu (a numpy scalar made per
+# call cost a third of the op)
+_RELU_ZERO: dict[np.dtype[Any], Any] = {d: d.type(0) for d in _dtypes_where_maximum_is_relu()}
 
 
 def _relu(x: Array, dtype: Any = None, out: Array | None = None) -> Array:

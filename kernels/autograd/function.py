@@ -46,6 +46,7 @@ from kernels.autograd.graph import (
     Node,
     SavedVariable,
     collect_next_edges,
+    input_metadata_of,
 )
 from kernels.autograd.variable import check_inplace, rebase_history
 
@@ -337,7 +338,7 @@ def _process_outputs(
     unpack_output = not isinstance(raw, tuple)
     raw_outputs: tuple[Any, ...] = (raw,) if unpack_output else raw
     if is_executable:
-        ctx._input_info = [(tuple(t._data.shape), t.dtype, t.device.type) for t in input_vars]
+        ctx._input_info = [input_metadata_of(t) for t in input_vars]
     # _get_tensors_to_save: before anything is wrapped
     tensors_to_save: list[Tensor | None] = []
     if ctx.to_save is not None:
@@ -411,9 +412,7 @@ def _wrap_outputs(
         )
         if node is not None:
             node.input_metadata.append(
-                (tuple(var._data.shape), var.dtype, var.device.type)
-                if is_differentiable
-                else _UNDEFINED_INPUT
+                input_metadata_of(var) if is_differentiable else _UNDEFINED_INPUT
             )
         var = _set_history(var, node, i, is_input, is_modified, is_differentiable, num_outputs)
         if not (is_input and is_modified) and var._base is not None:
@@ -421,7 +420,7 @@ def _wrap_outputs(
         if is_differentiable:
             num_diff_outputs += 1
         if node is not None:
-            node._output_info.append((tuple(var._data.shape), var.dtype, var.device.type))
+            node._output_info.append(input_metadata_of(var))
         raw_ids.add(id(obj))
         outputs.append(var)
     # several differentiable outputs: none of their views may be modified in place

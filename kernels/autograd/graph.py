@@ -35,6 +35,16 @@ __all__ = [
 ]
 
 Edge = tuple["Node | None", int]
+InputMetadata = tuple[tuple[int, ...], Any, str]
+
+
+def input_metadata_of(t: Tensor) -> InputMetadata:
+    """``InputMetadata``: (shape, dtype, device type) of a tensor as it is now — what the
+    engine checks a gradient flowing to it against."""
+    data = t._data
+    return (data.shape, from_numpy(data.dtype), "meta" if t._keys & _META else "cpu")
+
+
 _sequence = itertools.count()
 _META: Final = DispatchKey.Meta.bit
 
@@ -90,7 +100,7 @@ class Node:
         # a list handed over by the autograd kernel is the node's own (no copy)
         self._next_edges: list[Edge] = next_edges if type(next_edges) is list else list(next_edges)
         self.sequence_nr = next(_sequence)
-        self.input_metadata: list[tuple[tuple[int, ...], Any, str]] = []
+        self.input_metadata: list[InputMetadata] = []
 
     def name(self) -> str:
         return self._name
@@ -224,10 +234,7 @@ class AccumulateGrad(Node):
         self._next_edges = []
         self.sequence_nr = _UINT64_MAX
         # what gradients are checked against: the leaf as it is now (torch's input metadata)
-        data = variable._data
-        self.input_metadata = [
-            (data.shape, from_numpy(data.dtype), "meta" if variable._keys & _META else "cpu")
-        ]
+        self.input_metadata = [input_metadata_of(variable)]
         self.variable = variable
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:

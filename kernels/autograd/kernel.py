@@ -268,7 +268,8 @@ def make_autograd_kernel(entry: OperatorEntry, d: Derivative | None) -> KernelFu
                 set_history([a[self_pos]], node)
             elif one_tensor_output:
                 if isinstance(out, Tensor) and out._data.dtype.kind == "f":  # differentiable
-                    # set_history of one output, inlined
+                    # set_history of one output, inlined (graph.input_metadata_of's triple
+                    # written out: this runs for every recorded op)
                     out._grad_fn = node
                     out._output_nr = 0
                     data = out._data

@@ -22,6 +22,7 @@ from kernels.autograd.graph import (
     collect_next_edges,
     geometry,
     gradient_edge,
+    input_metadata_of,
     message_name,
 )
 
@@ -232,7 +233,7 @@ def current_grad_fn(t: Tensor) -> Any:
     if t._attr_version != current:
         handle_view_on_rebase(t, indirect=True)
         fn = AsStridedBackward0(base, t)
-        fn.input_metadata = [(tuple(t._data.shape), t.dtype, t.device.type)]
+        fn.input_metadata = [input_metadata_of(t)]
         _move_retains_grad(t, fn)
         t._grad_fn = fn
         t._output_nr = 0
@@ -277,7 +278,7 @@ def rebase_history(t: Tensor, fn: Node, output_nr: int = 0) -> None:
     if base is not None:
         base_edge = gradient_edge(base)
         copy_slices = CopySlices(base, geometry(t, base), fn, base_edge)
-        copy_slices.input_metadata = [(tuple(base._data.shape), base.dtype, base.device.type)]
+        copy_slices.input_metadata = [input_metadata_of(base)]
         _move_retains_grad(base, copy_slices)
         base._grad_fn = copy_slices
         base._output_nr = 0
@@ -308,7 +309,7 @@ def _record_input_metadata(fn: Node, i: int, t: Tensor) -> None:
     meta = fn.input_metadata
     while len(meta) <= i:
         meta.append(None)  # type: ignore[arg-type]
-    meta[i] = (tuple(t._data.shape), t.dtype, t.device.type)
+    meta[i] = input_metadata_of(t)
 
 
 def backward(
