@@ -233,8 +233,12 @@ class AccumulateGrad(Node):
         # is remade by every recorded op once the previous graph is gone
         self._next_edges = []
         self.sequence_nr = _UINT64_MAX
-        # what gradients are checked against: the leaf as it is now (torch's input metadata)
-        self.input_metadata = [input_metadata_of(variable)]
+        # what gradients are checked against: the leaf as it is now (input_metadata_of,
+        # written out: a recorded op on a leaf makes one whenever the previous graph is gone)
+        data = variable._data
+        self.input_metadata = [
+            (data.shape, from_numpy(data.dtype), "meta" if variable._keys & _META else "cpu")
+        ]
         self.variable = variable
 
     def apply(self, grads: list[Tensor | None]) -> Sequence[Tensor | None]:
